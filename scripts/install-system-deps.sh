@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Install the Debian packages ytproxy needs, when they are missing.
+#   run:  ffmpeg (merged video+audio downloads)
+#   test: ffmpeg, redis-server, chromium (browser tests), prometheus (promtool)
+# As root it uses apt-get; otherwise it says what to install and, for `run`, goes on.
+set -euo pipefail
+mode=${1:-run}
+declare -A wanted=([ffmpeg]=ffmpeg [ffprobe]=ffmpeg)
+if [[ $mode == test ]]; then
+  wanted+=([redis-server]=redis-server [chromium]=chromium [promtool]=prometheus)
+fi
+missing=()
+for cmd in "${!wanted[@]}"; do
+  command -v "$cmd" >/dev/null 2>&1 || missing+=("${wanted[$cmd]}")
+done
+[[ ${#missing[@]} -eq 0 ]] && exit 0
+packages=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')
+if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+  echo "Installing Debian packages: $packages"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # shellcheck disable=SC2086
+  apt-get install -y -qq --no-install-recommends $packages >/dev/null
+  # The prometheus package starts a server we do not want running.
+  if [[ $packages == *prometheus* ]]; then
+    (systemctl disable --now prometheus 2>/dev/null || service prometheus stop 2>/dev/null || true)
+  fi
+elif [[ $mode == test ]]; then
+  echo "Missing: $packages — install them (e.g. sudo apt-get install $packages)" >&2
+  exit 1
+else
+  echo "Note: $packages not found; merged video+audio downloads need ffmpeg." >&2
+fi

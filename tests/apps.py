@@ -1,0 +1,123 @@
+"""Running the real app for tests: uvicorn on an ephemeral port, in its own thread.
+
+Tests talk to it over a real socket (HTTPX's ASGI transport buffers whole bodies, so
+streaming and disconnects can only be tested this way). `AppServer.call(coro_fn)`
+runs a coroutine on the server's loop, for tests that look inside the services.
+
+Fixtures: `settings` (test defaults: a fixed SECRET_KEY, private networks allowed
+because the origin is on 127.0.0.1, an empty channels file) and `app_server`, a
+factory that starts an app from settings and stops it after the test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import uvicorn
+
+from ytproxy.app import create_app
+from ytproxy.services import Services
+from ytproxy.settings import Settings
+
+T = TypeVar("T")
+
+TEST_SECRET = "test-secret-key-0123456789abcdef"
+
+
+class AppServer:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.app = create_app(settings)
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", 0))
+        self.port: int = self._sock.getsockname()[1]
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        config = uvicorn.Config(
+            self.app, log_config=None, lifespan="on", timeout_graceful_shutdown=2
+        )
+        self._server = uvicorn.Server(config)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread = threading.Thread(target=self._run, name=f"app-{self.port}", daemon=True)
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_until_complete(self._server.serve(sockets=[self._sock]))
+        finally:
+            loop.close()
+
+    def start(self) -> AppServer:
+        self._thread.start()
+        deadline = time.monotonic() + 30
+        while not self._server.started:
+            if not self._thread.is_alive():
+                raise RuntimeError("the app failed to start; see the log above")
+            if time.monotonic() > deadline:
+                raise RuntimeError("the app did not start within 30 s")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=15)
+        self._sock.close()
+
+    @property
+    def services(self) -> Services:
+        found: Services = self.app.state.services
+        return found
+
+    def call(self, fn: Callable[[], Awaitable[T]], timeout: float = 60) -> T:
+        """Run `fn()` on the server's event loop and return its result."""
+        assert self._loop is not None
+
+        async def runner() -> T:
+            return await fn()
+
+        return asyncio.run_coroutine_threadsafe(runner(), self._loop).result(timeout)
+
+    def url(self, path: str) -> str:
+        return self.base_url + path
+
+
+@pytest.fixture
+def channels_file(tmp_path: Path) -> Path:
+    path = tmp_path / "channels.toml"
+    path.write_text("# no channels\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def settings(channels_file: Path) -> Settings:
+    return Settings(
+        secret_key=TEST_SECRET,
+        allow_private_networks=True,
+        channels_file=channels_file,
+        ytdlp_timeout=10,
+        ytdlp_max_retries=1,
+        analyze_rate_limit=0,
+    )
+
+
+@pytest.fixture
+def app_server() -> Iterator[Callable[..., AppServer]]:
+    started: list[AppServer] = []
+
+    def start(settings: Settings, **changes: Any) -> AppServer:
+        server = AppServer(settings.replace(**changes) if changes else settings).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in reversed(started):
+        server.stop()

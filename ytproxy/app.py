@@ -1,0 +1,200 @@
+"""The application factory: `create_app(settings)` builds one Starlette app.
+
+Nothing happens at import. `create_app` builds the route table and middleware; the
+lifespan opens the long-lived clients in order (metrics, cache, HTTP session,
+extractor, probes, then the live, analyse and download components), publishes them
+as `app.state.services`, and closes them in reverse order on shutdown.
+
+Routes are data: `build_routes()` lists every route, each named, from the shared
+routes here and the `routes()` of each job package.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from . import __version__, pages, system
+from .access import AccessGuard
+from .analyse import routes as analyse_routes
+from .analyse.runner import TaskRunner
+from .cache import open_cache
+from .download import routes as download_routes
+from .download.transfers import Transfers
+from .errors import NotFound, YtproxyError
+from .extractor import YTDLP_VERSION, Extractor
+from .live import routes as live_routes
+from .live.service import LiveService
+from .metrics import Metrics
+from .services import Services, open_http_session
+from .settings import Settings, load_environment
+from .signing import Signer
+from .web import STATIC_DIR, Templates, error_response
+
+log = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    if settings is None:
+        settings = Settings.from_env(load_environment())
+    signer = Signer(settings.secret_key)
+    templates = Templates()
+    app = Starlette(
+        routes=build_routes(),
+        middleware=[
+            Middleware(HttpMetrics),
+            Middleware(AccessGuard, token=settings.access_token, signer=signer),
+        ],
+        exception_handlers={
+            YtproxyError: _handle_ytproxy_error,
+            HTTPException: _handle_http_exception,
+            Exception: _handle_unexpected,
+        },
+        lifespan=_lifespan,
+    )
+    app.state.settings = settings
+    app.state.signer = signer
+    app.state.templates = templates
+    app.state.guard = AccessGuard(app.router, token=settings.access_token, signer=signer)
+    app.state.ready = False
+    return app
+
+
+def build_routes() -> list[BaseRoute]:
+    shared: list[BaseRoute] = [
+        Route("/", pages.index, name="index"),
+        Route("/health", system.health, name="health"),
+        Route("/ready", system.ready, name="ready"),
+        Route("/metrics", system.metrics, name="metrics"),
+        Route("/login", system.login, methods=["GET", "POST"], name="login"),
+        Route("/logout", system.logout, methods=["GET", "POST"], name="logout"),
+        Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
+    ]
+    return [*shared, *live_routes(), *analyse_routes(), *download_routes()]
+
+
+@contextlib.asynccontextmanager
+async def _lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+    settings: Settings = app.state.settings
+    if settings.secret_key_generated:
+        log.warning(
+            "SECRET_KEY is not set: generated one for this process. Links stop working on "
+            "restart, and several instances behind a load balancer need one shared SECRET_KEY."
+        )
+    metrics = Metrics()
+    metrics.info.labels(__version__, YTDLP_VERSION).set(1)
+    metrics.max_streams.set(settings.max_concurrent_streams)
+    cache = open_cache(settings.redis_url)
+    http = open_http_session(settings)
+    extractor = Extractor(settings, metrics)
+    probes = system.Probes(settings)
+    async with contextlib.AsyncExitStack() as stack:
+        stack.push_async_callback(cache.close)
+        stack.push_async_callback(http.close)
+        stack.callback(extractor.close)
+        stack.push_async_callback(probes.close)
+        await probes.start()
+        svc = Services(
+            settings=settings, metrics=metrics, cache=cache, http=http, extractor=extractor,
+            signer=app.state.signer, templates=app.state.templates, probes=probes,
+        )
+        svc.live = LiveService(svc)
+        await svc.live.start()
+        stack.push_async_callback(svc.live.close)
+        svc.analyse = TaskRunner(svc)
+        await svc.analyse.start()
+        stack.push_async_callback(svc.analyse.close)
+        svc.transfers = Transfers(svc)
+        stack.push_async_callback(svc.transfers.close)
+        app.state.services = svc
+        cache_status = await cache.status()
+        metrics.redis_up.set(1 if cache_status["connected"] else 0)
+        log.info(
+            "ytproxy %s ready (yt-dlp %s, cache %s)", __version__, YTDLP_VERSION,
+            cache_status["backend"],
+        )
+        app.state.ready = True
+        try:
+            yield {"services": svc}
+        finally:
+            app.state.ready = False
+            log.info("ytproxy shutting down")
+
+
+async def _handle_ytproxy_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, YtproxyError)
+    return error_response(request, exc)
+
+
+async def _handle_http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        error: YtproxyError = NotFound("There is nothing at this address")
+    elif exc.status_code == 405:
+        error = YtproxyError("This method is not allowed here", code="method_not_allowed", status=405)
+    else:
+        error = YtproxyError(str(exc.detail), code="http_error", status=exc.status_code)
+    return error_response(request, error)
+
+
+async def _handle_unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(request, YtproxyError("Internal error; it has been logged"))
+
+
+class HttpMetrics:
+    """Counts requests and time to the response start, by route name (bounded labels)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.monotonic()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                self._observe(scope, status, started)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            metrics: Metrics | None = _metrics_of(scope)
+            if metrics is not None:
+                route = _route_name(scope)
+                metrics.http_requests.labels(route, scope["method"], str(status)).inc()
+
+    @staticmethod
+    def _observe(scope: Scope, status: int, started: float) -> None:
+        metrics = _metrics_of(scope)
+        if metrics is not None:
+            metrics.http_duration.labels(_route_name(scope)).observe(time.monotonic() - started)
+
+
+def _metrics_of(scope: Scope) -> Metrics | None:
+    services = getattr(scope["app"].state, "services", None)
+    return services.metrics if services is not None else None
+
+
+def _route_name(scope: Scope) -> str:
+    route = scope.get("route")
+    name = getattr(route, "name", None)
+    return str(name) if name else "unmatched"

@@ -1,0 +1,363 @@
+"""The shared cache: JSON values with a TTL, and single-flight, on Redis or in process.
+
+`Cache` is the one interface; `open_cache(settings)` picks the backend:
+
+- `MemoryCache`, the embedded default when `REDIS_URL` is unset: a bounded LRU dict in
+  this process. Single-flight is an `asyncio.Future` per key.
+- `RedisCache`, when `REDIS_URL` is set: the state several instances share. Single-
+  flight runs in two layers: callers in this process share one future, and the one
+  caller that goes on takes a Redis lock (`SET NX PX` with a unique token, refreshed
+  while the producer runs, released only by its holder, expiring if the holder dies).
+  Callers on other instances wait for the holder's result, which it publishes under
+  its token for a short while.
+
+When Redis is unreachable, `RedisCache` keeps serving from a local `MemoryCache`
+(work is done without the shared state, and single-flight is per instance), reports
+itself degraded, and goes back to Redis by itself once it answers again. Values
+written during an outage stay local; nothing is replayed into Redis.
+
+Values must be JSON-serialisable: this module stores JSON, never pickles.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from .errors import UpstreamError, YtproxyError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Producer = Callable[[], Awaitable[T]]
+
+_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+_EXTEND = (
+    "if redis.call('get', KEYS[1]) == ARGV[1] then "
+    "return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"
+)
+
+
+class Cache:
+    """The cache interface. Keys are strings; values are JSON-serialisable."""
+
+    backend = "abstract"
+
+    def __init__(self) -> None:
+        self._flights: dict[str, asyncio.Future[Any]] = {}
+
+    async def get(self, key: str) -> Any | None:
+        raise NotImplementedError
+
+    async def set(self, key: str, value: Any, ttl: float) -> None:
+        raise NotImplementedError
+
+    async def add(self, key: str, value: Any, ttl: float) -> bool:
+        """Set only if the key is absent; True when this call set it."""
+        raise NotImplementedError
+
+    async def delete(self, key: str) -> None:
+        raise NotImplementedError
+
+    async def incr(self, key: str, ttl: float) -> int:
+        """Increment a counter; the TTL starts with the first increment."""
+        raise NotImplementedError
+
+    async def status(self) -> dict[str, Any]:
+        """`{"backend": ..., "connected": bool}` for /health."""
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        await self.cancel_flights()
+
+    async def single_flight(self, key: str, producer: Producer[T], *, lock_ttl: float = 60.0) -> T:
+        """Run `producer` once for all concurrent callers of `key`; share its result or error.
+
+        Only callers that arrive while a flight is under way share it: a caller that
+        comes after it ended starts a new one. (This is not a cache; store the
+        result yourself if you want it kept.) The flight runs in its own task, so a
+        caller that goes away (a client disconnecting) does not cancel it for the others.
+        """
+        flight = self._flights.get(key)
+        if flight is None:
+            flight = asyncio.ensure_future(self._lead_flight(key, producer, lock_ttl))
+            self._flights[key] = flight
+            flight.add_done_callback(lambda done: self._forget(key, done))
+        return await asyncio.shield(flight)  # type: ignore[no-any-return]
+
+    def _forget(self, key: str, flight: asyncio.Future[Any]) -> None:
+        if self._flights.get(key) is flight:
+            del self._flights[key]
+        if not flight.cancelled():
+            flight.exception()  # retrieved here, so a flight nobody awaited is not reported
+
+    async def cancel_flights(self) -> None:
+        flights = list(self._flights.values())
+        for flight in flights:
+            flight.cancel()
+        await asyncio.gather(*flights, return_exceptions=True)
+
+    async def _lead_flight(self, key: str, producer: Producer[T], lock_ttl: float) -> T:
+        return await producer()
+
+
+class MemoryCache(Cache):
+    """The embedded backend: a bounded LRU dict of JSON strings with expiry times."""
+
+    backend = "embedded"
+
+    def __init__(self, max_entries: int = 20000) -> None:
+        super().__init__()
+        self._data: OrderedDict[str, tuple[float, str]] = OrderedDict()
+        self._max_entries = max_entries
+
+    def _live(self, key: str) -> str | None:
+        item = self._data.get(key)
+        if item is None:
+            return None
+        expires, raw = item
+        if expires <= time.monotonic():
+            del self._data[key]
+            return None
+        self._data.move_to_end(key)
+        return raw
+
+    def _store(self, key: str, raw: str, ttl: float) -> None:
+        self._data[key] = (time.monotonic() + ttl, raw)
+        self._data.move_to_end(key)
+        while len(self._data) > self._max_entries:
+            self._data.popitem(last=False)
+
+    async def get(self, key: str) -> Any | None:
+        raw = self._live(key)
+        return None if raw is None else json.loads(raw)
+
+    async def set(self, key: str, value: Any, ttl: float) -> None:
+        self._store(key, _dumps(value), ttl)
+
+    async def add(self, key: str, value: Any, ttl: float) -> bool:
+        if self._live(key) is not None:
+            return False
+        self._store(key, _dumps(value), ttl)
+        return True
+
+    async def delete(self, key: str) -> None:
+        self._data.pop(key, None)
+
+    async def incr(self, key: str, ttl: float) -> int:
+        raw = self._live(key)
+        if raw is None:
+            self._store(key, "1", ttl)
+            return 1
+        expires, _ = self._data[key]
+        value = int(json.loads(raw)) + 1
+        self._data[key] = (expires, str(value))
+        return value
+
+    async def status(self) -> dict[str, Any]:
+        return {"backend": "embedded", "connected": True}
+
+
+class RedisCache(Cache):
+    """The shared backend, degrading to a local `MemoryCache` while Redis is away."""
+
+    backend = "redis"
+    prefix = "ytproxy:"
+    retry_interval = 1.0
+    result_ttl_ms = 60_000
+
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        self._redis = aioredis.Redis.from_url(
+            url,
+            socket_connect_timeout=1.0,
+            socket_timeout=2.0,
+            health_check_interval=5,
+            decode_responses=True,
+        )
+        self._local = MemoryCache()
+        self._down_until = 0.0
+        self._was_down = False
+
+    @property
+    def available(self) -> bool:
+        return time.monotonic() >= self._down_until
+
+    def _failed(self, exc: Exception) -> None:
+        if not self._was_down:
+            log.warning("Redis unreachable, serving from the local cache: %s", exc)
+        self._was_down = True
+        self._down_until = time.monotonic() + self.retry_interval
+
+    def _recovered(self) -> None:
+        if self._was_down:
+            log.warning("Redis is reachable again")
+        self._was_down = False
+
+    async def _call(self, fn: Callable[[], Awaitable[T]]) -> tuple[bool, T | None]:
+        """Run a Redis command; (False, None) when Redis is unavailable."""
+        if not self.available:
+            return False, None
+        try:
+            result = await fn()
+        except (RedisError, OSError) as exc:
+            self._failed(exc)
+            return False, None
+        self._recovered()
+        return True, result
+
+    async def get(self, key: str) -> Any | None:
+        ok, raw = await self._call(lambda: self._redis.get(self.prefix + key))
+        if ok and raw is not None:
+            return json.loads(raw)
+        # Values written during an outage live on locally until they expire.
+        return await self._local.get(key)
+
+    async def set(self, key: str, value: Any, ttl: float) -> None:
+        raw = _dumps(value)
+        ok, _ = await self._call(lambda: self._redis.set(self.prefix + key, raw, px=_ms(ttl)))
+        if not ok:
+            await self._local.set(key, value, ttl)
+
+    async def add(self, key: str, value: Any, ttl: float) -> bool:
+        raw = _dumps(value)
+        ok, done = await self._call(
+            lambda: self._redis.set(self.prefix + key, raw, px=_ms(ttl), nx=True)
+        )
+        if ok:
+            return bool(done)
+        return await self._local.add(key, value, ttl)
+
+    async def delete(self, key: str) -> None:
+        await self._local.delete(key)
+        await self._call(lambda: self._redis.delete(self.prefix + key))
+
+    async def incr(self, key: str, ttl: float) -> int:
+        async def command() -> int:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.incr(self.prefix + key)
+                pipe.pexpire(self.prefix + key, _ms(ttl), nx=True)
+                value, _ = await pipe.execute()
+            return int(value)
+
+        ok, value = await self._call(command)
+        if ok and value is not None:
+            return value
+        return await self._local.incr(key, ttl)
+
+    async def status(self) -> dict[str, Any]:
+        try:
+            await asyncio.wait_for(self._redis.ping(), timeout=2.0)
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._failed(exc)
+            return {"backend": "redis", "connected": False, "error": type(exc).__name__}
+        self._down_until = 0.0
+        self._recovered()
+        return {"backend": "redis", "connected": True}
+
+    async def close(self) -> None:
+        await super().close()
+        await self._redis.aclose()
+
+    async def _lead_flight(self, key: str, producer: Producer[T], lock_ttl: float) -> T:
+        lock_key = f"{self.prefix}flight:{key}"
+        token = secrets.token_hex(16)
+        deadline = time.monotonic() + max(lock_ttl * 5, 300.0)
+        delay = 0.02
+        while True:
+            ok, acquired = await self._call(
+                lambda: self._redis.set(lock_key, token, px=_ms(lock_ttl), nx=True)
+            )
+            if not ok:
+                return await producer()  # Redis away: this instance decides alone.
+            if acquired:
+                return await self._run_holding(lock_key, token, producer, lock_ttl)
+            ok, holder = await self._call(lambda: self._redis.get(lock_key))
+            if not ok:
+                return await producer()
+            if holder is None:
+                continue  # released between our two calls: try to take it
+            outcome = await self._wait_for(lock_key, str(holder), deadline)
+            if outcome is not None:
+                if "error" in outcome:
+                    raise YtproxyError.from_dict(outcome["error"], outcome.get("status"))
+                return outcome["value"]  # type: ignore[no-any-return]
+            if time.monotonic() > deadline:
+                raise UpstreamError(
+                    "Timed out waiting for another instance", code="upstream_timeout", status=504
+                )
+            await asyncio.sleep(delay)
+
+    async def _run_holding(
+        self, lock_key: str, token: str, producer: Producer[T], lock_ttl: float
+    ) -> T:
+        result_key = f"{self.prefix}flight-result:{token}"
+        keeper = asyncio.create_task(self._keep_lock(lock_key, token, lock_ttl))
+        try:
+            value = await producer()
+        except YtproxyError as exc:
+            outcome: dict[str, Any] = {"error": exc.to_dict(), "status": exc.status_code}
+            await self._publish(result_key, outcome)
+            raise
+        except Exception:
+            generic = YtproxyError("Internal error while producing a shared result")
+            await self._publish(result_key, {"error": generic.to_dict(), "status": 500})
+            raise
+        else:
+            await self._publish(result_key, {"value": value})
+            return value
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+            await self._call(lambda: self._redis.eval(_RELEASE, 1, lock_key, token))
+
+    async def _publish(self, result_key: str, outcome: dict[str, Any]) -> None:
+        raw = _dumps(outcome)
+        await self._call(lambda: self._redis.set(result_key, raw, px=self.result_ttl_ms))
+
+    async def _keep_lock(self, lock_key: str, token: str, lock_ttl: float) -> None:
+        while True:
+            await asyncio.sleep(lock_ttl / 3)
+            await self._call(lambda: self._redis.eval(_EXTEND, 1, lock_key, token, _ms(lock_ttl)))
+
+    async def _wait_for(self, lock_key: str, holder: str, deadline: float) -> dict[str, Any] | None:
+        """Wait for the holder's published outcome; None if the lock changed hands without one."""
+        result_key = f"{self.prefix}flight-result:{holder}"
+        delay = 0.01
+        while time.monotonic() < deadline:
+            ok, raw = await self._call(lambda: self._redis.get(result_key))
+            if not ok:
+                return None
+            if raw is not None:
+                return json.loads(raw)  # type: ignore[no-any-return]
+            ok, current = await self._call(lambda: self._redis.get(lock_key))
+            if not ok or current != holder:
+                # Released (check the result once more: it is published first) or expired.
+                ok, raw = await self._call(lambda: self._redis.get(result_key))
+                return json.loads(raw) if ok and raw is not None else None
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.2)
+        return None
+
+
+def open_cache(redis_url: str | None) -> Cache:
+    return RedisCache(redis_url) if redis_url else MemoryCache()
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _ms(seconds: float) -> int:
+    return max(1, int(seconds * 1000))

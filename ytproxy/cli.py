@@ -1,0 +1,52 @@
+"""`python app.py`: read the settings, set up logging, serve with uvicorn.
+
+A bad setting stops start-up with one line on stderr naming the variable, and exit
+status 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import sys
+
+import uvicorn
+
+from .app import create_app
+from .logs import configure_logging
+from .settings import Settings, SettingsError, load_environment
+
+log = logging.getLogger(__name__)
+
+
+def main() -> None:
+    try:
+        settings = Settings.from_env(load_environment())
+    except SettingsError as exc:
+        sys.stderr.write(f"ytproxy: invalid setting: {exc}\n")
+        raise SystemExit(2) from None
+    configure_logging(settings)
+    if settings.access_token is None and not _is_loopback(settings.host):
+        log.warning(
+            "Listening on %s without ACCESS_TOKEN: anyone who can reach this port can use "
+            "the gateway. Set ACCESS_TOKEN in .env.",
+            settings.host,
+        )
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        proxy_headers=True,
+        forwarded_allow_ips="127.0.0.1",
+        timeout_graceful_shutdown=5,
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

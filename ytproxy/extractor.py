@@ -1,0 +1,286 @@
+"""yt-dlp as a library: one `YoutubeDL` per call, in the app's thread pool.
+
+`Extractor.extract(url)` returns yt-dlp's sanitised info dict, or raises an
+`ExtractionError` with a stable code. It owns the yt-dlp options that make YouTube
+work from a server (proxy, cookies, PO-token provider, JavaScript runtime, socket
+timeout) and retries transient failures with exponential backoff and jitter.
+
+Calls come in lanes so that live-channel resolution never waits behind analyses:
+the pool has `MAX_CONCURRENT_YTDLP_REQUESTS` threads and the `analyse` lane may use
+all but one of them, so a thread is always free for the `live` lane.
+
+It does not cache or deduplicate (callers use the cache's single-flight), does not
+download media, and never starts yt-dlp's command line. A call whose caller gives up
+is asked to stop at yt-dlp's next log line; a thread blocked in a socket read ends
+when the socket timeout fires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import re
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Literal
+
+import yt_dlp
+from yt_dlp.utils import DownloadError, GeoRestrictedError, UnsupportedError, YoutubeDLError
+
+from .errors import ExtractionError
+from .metrics import Metrics
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+Lane = Literal["live", "analyse"]
+EventCallback = Callable[[str], None]
+
+YTDLP_VERSION: str = yt_dlp.version.__version__
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_PREFIX = re.compile(r"^(ERROR:\s*)?(\[[\w:.-]+\]\s*)?([\w-]{1,64}:\s)?")
+
+# Ordered: the first pattern that matches a yt-dlp message decides its code.
+_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("private_video", re.compile(r"private video|this video is private", re.I)),
+    (
+        "login_required",
+        re.compile(
+            r"sign in to confirm|login required|log in|members[- ]only|cookies|"
+            r"confirm you.?re not a bot|age[- ]restricted|inappropriate for some users",
+            re.I,
+        ),
+    ),
+    (
+        "geo_blocked",
+        re.compile(r"not available in your country|geo[- ]?restrict|blocked it in your", re.I),
+    ),
+    (
+        "live_not_started",
+        re.compile(
+            r"live event will begin|premieres in|is not currently live|not live|"
+            r"stream has not started|scheduled",
+            re.I,
+        ),
+    ),
+    (
+        "video_unavailable",
+        re.compile(
+            r"video unavailable|is unavailable|has been removed|does not exist|"
+            r"no longer available|http error 404|http error 410|not found",
+            re.I,
+        ),
+    ),
+    ("upstream_timeout", re.compile(r"timed out|timeout", re.I)),
+    (
+        "network_error",
+        re.compile(
+            r"unable to download|connection|urlopen error|name or service|temporary failure|"
+            r"network is unreachable|http error 5\d\d|remote end closed|reset by peer|"
+            r"eof occurred|incompleteread",
+            re.I,
+        ),
+    ),
+    ("unsupported_url", re.compile(r"unsupported url", re.I)),
+)
+
+_HUMAN: dict[str, str] = {
+    "unsupported_url": "This URL is not a video that can be analysed",
+    "playlist_not_supported": "Playlists and channel pages are not supported: open one video",
+    "video_unavailable": "The video is unavailable",
+    "private_video": "The video is private",
+    "login_required": "YouTube wants a signed-in user for this video (set YTDLP_COOKIES_FILE)",
+    "geo_blocked": "The video is not available from the server's country",
+    "live_not_started": "The live stream has not started",
+    "upstream_timeout": "The video site did not answer in time",
+    "network_error": "The video site could not be reached",
+    "extraction_failed": "yt-dlp could not read this video",
+}
+
+
+class _Cancelled(Exception):
+    """Raised inside yt-dlp's thread, from its logger, once the caller has given up."""
+
+
+class _Logger:
+    """yt-dlp's `logger` param: its messages go to our log and to the caller's callback."""
+
+    def __init__(self, on_event: EventCallback | None, cancelled: threading.Event) -> None:
+        self._on_event = on_event
+        self._cancelled = cancelled
+
+    def _check(self) -> None:
+        if self._cancelled.is_set():
+            raise _Cancelled
+
+    def debug(self, message: str) -> None:
+        self._check()
+        if self._on_event is not None and not message.startswith("[debug]"):
+            self._on_event(message)
+        log.debug("yt-dlp: %s", message)
+
+    def info(self, message: str) -> None:
+        self.debug(message)
+
+    def warning(self, message: str) -> None:
+        self._check()
+        log.info("yt-dlp warning: %s", _clean(message))
+
+    def error(self, message: str) -> None:
+        log.debug("yt-dlp error: %s", _clean(message))
+
+
+class Extractor:
+    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+        self._settings = settings
+        self._metrics = metrics
+        threads = settings.max_concurrent_ytdlp_requests
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ytdlp")
+        self._lanes: dict[str, asyncio.Semaphore] = {
+            "analyse": asyncio.Semaphore(max(1, threads - 1)),
+            "live": asyncio.Semaphore(threads),
+        }
+        self.calls = 0
+
+    def params(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The YoutubeDL options every call starts from."""
+        s = self._settings
+        params: dict[str, Any] = {
+            "quiet": True,
+            "no_warnings": False,
+            "noprogress": True,
+            "skip_download": True,
+            "noplaylist": True,
+            "socket_timeout": s.ytdlp_timeout,
+            "retries": 2,
+            "extractor_retries": 1,
+            "js_runtimes": {s.js_runtime: {"path": s.js_runtime_path} if s.js_runtime_path else {}},
+            "cachedir": False,
+        }
+        if s.global_proxy:
+            params["proxy"] = s.global_proxy
+        if s.ytdlp_cookies_file:
+            params["cookiefile"] = str(s.ytdlp_cookies_file)
+        if s.pot_provider_url:
+            params["extractor_args"] = {"youtubepot-bgutilhttp": {"base_url": [s.pot_provider_url]}}
+        if extra:
+            params.update(extra)
+        return params
+
+    async def extract(
+        self,
+        url: str,
+        *,
+        lane: Lane = "analyse",
+        on_event: EventCallback | None = None,
+        options: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Extract `url` without downloading; retry transient failures with backoff."""
+        attempts = self._settings.ytdlp_max_retries + 1
+        for attempt in range(attempts):
+            try:
+                return await self._extract_once(url, lane, on_event, options)
+            except ExtractionError as exc:
+                if not exc.transient or attempt == attempts - 1:
+                    raise
+                delay = min(8.0, 0.5 * 2**attempt) * random.uniform(0.5, 1.5)
+                log.info("extraction failed (%s), retrying in %.1fs", exc.code, delay)
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    async def _extract_once(
+        self,
+        url: str,
+        lane: Lane,
+        on_event: EventCallback | None,
+        options: dict[str, Any] | None,
+    ) -> dict[str, Any]:
+        cancelled = threading.Event()
+        params = self.params(options)
+        params["logger"] = _Logger(on_event, cancelled)
+        loop = asyncio.get_running_loop()
+        started = time.monotonic()
+        async with self._lanes[lane]:
+            self.calls += 1
+            in_flight = self._metrics.ytdlp_in_flight.labels(lane)
+            in_flight.inc()
+            try:
+                info = await asyncio.wait_for(
+                    loop.run_in_executor(self._pool, _run_ytdlp, url, params),
+                    timeout=self._settings.ytdlp_timeout * 4,
+                )
+            except TimeoutError:
+                cancelled.set()
+                self._count_error("upstream_timeout")
+                raise ExtractionError(_HUMAN["upstream_timeout"], code="upstream_timeout") from None
+            except ExtractionError as exc:
+                self._count_error(exc.code)
+                raise
+            except BaseException:
+                cancelled.set()
+                raise
+            finally:
+                in_flight.dec()
+                self._metrics.ytdlp_duration.labels(lane).observe(time.monotonic() - started)
+        self._metrics.ytdlp_requests.labels("success").inc()
+        return info
+
+    def _count_error(self, code: str) -> None:
+        self._metrics.ytdlp_requests.labels("error").inc()
+        self._metrics.ytdlp_errors.labels(code).inc()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _run_ytdlp(url: str, params: dict[str, Any]) -> dict[str, Any]:
+    """Runs in a pool thread: one YoutubeDL for this call only."""
+    try:
+        with yt_dlp.YoutubeDL(params) as ydl:
+            info = ydl.extract_info(url, download=False)
+            if info is None:
+                raise ExtractionError(_HUMAN["extraction_failed"])
+            if info.get("_type") in {"playlist", "multi_video"}:
+                raise ExtractionError(
+                    _HUMAN["playlist_not_supported"], code="playlist_not_supported"
+                )
+            return ydl.sanitize_info(info)  # type: ignore[no-any-return]
+    except _Cancelled:
+        raise ExtractionError(_HUMAN["upstream_timeout"], code="upstream_timeout") from None
+    except YoutubeDLError as exc:
+        raise classify(exc) from None
+
+
+def classify(exc: BaseException) -> ExtractionError:
+    """Map a yt-dlp exception to an `ExtractionError` with a stable code."""
+    original: BaseException = exc
+    if isinstance(exc, DownloadError) and exc.exc_info and exc.exc_info[1] is not None:
+        original = exc.exc_info[1]
+    if isinstance(original, _Cancelled):
+        return ExtractionError(_HUMAN["upstream_timeout"], code="upstream_timeout")
+    detail = _clean(str(exc))
+    if isinstance(original, GeoRestrictedError):
+        code = "geo_blocked"
+    elif isinstance(original, UnsupportedError):
+        code = "unsupported_url"
+    elif isinstance(original, TimeoutError):
+        code = "upstream_timeout"
+    else:
+        code = next((c for c, pattern in _PATTERNS if pattern.search(detail)), "extraction_failed")
+    message = _HUMAN[code]
+    if detail and code not in {"unsupported_url", "network_error", "upstream_timeout"}:
+        message = f"{message}: {detail}"
+    return ExtractionError(message[:300], code=code)
+
+
+def _clean(message: str) -> str:
+    text = _ANSI.sub("", message).strip().splitlines()[0] if message.strip() else ""
+    return _PREFIX.sub("", text, count=1).strip()
+
+
+def human_message(code: str) -> str:
+    return _HUMAN.get(code, _HUMAN["extraction_failed"])

@@ -1,0 +1,126 @@
+"""Prometheus metrics, in a registry owned by each app instance.
+
+All metric names live here, so the dashboards and alert rules in `monitoring/` have
+one list to match. Labels are bounded: a channel id, a kind, a status or an error
+code, never a URL or a task id.
+
+This module only defines and renders metrics; the parts that observe things update
+them through the `Metrics` object the app holds.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
+
+_LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 30, 60, 120)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.info = Gauge(
+            "ytproxy_info", "Build information", ["version", "ytdlp_version"], registry=r
+        )
+
+        # Extraction (yt-dlp).
+        self.ytdlp_requests = Counter(
+            "ytdlp_requests", "yt-dlp extractions by outcome", ["status"], registry=r
+        )
+        self.ytdlp_errors = Counter(
+            "ytdlp_request_errors", "yt-dlp extraction errors by code", ["error_type"], registry=r
+        )
+        self.ytdlp_duration = Histogram(
+            "ytdlp_request_duration_seconds",
+            "Time one yt-dlp extraction took",
+            ["lane"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.ytdlp_in_flight = Gauge(
+            "ytdlp_requests_in_flight", "Extractions running now", ["lane"], registry=r
+        )
+
+        # Cache.
+        self.cache_hits = Counter("cache_hits", "Cache hits", ["cache"], registry=r)
+        self.cache_misses = Counter("cache_misses", "Cache misses", ["cache"], registry=r)
+        self.redis_up = Gauge("redis_up", "1 when Redis answers (1 also when embedded)", registry=r)
+
+        # Live channels.
+        self.active_streams = Gauge(
+            "active_streams", "Viewers watching a live channel now", registry=r
+        )
+        self.max_streams = Gauge(
+            "max_concurrent_streams", "The configured viewer limit", registry=r
+        )
+        self.channel_viewers = Gauge(
+            "live_channel_viewers", "Viewers per channel", ["channel"], registry=r
+        )
+        self.channel_up = Gauge(
+            "live_channel_up", "1 when the channel resolved to a live stream", ["channel"],
+            registry=r,
+        )
+        self.live_resolutions = Counter(
+            "live_resolutions", "Channel resolutions by reason", ["channel", "reason"], registry=r
+        )
+        self.segment_buffer_bytes = Gauge(
+            "live_segment_buffer_bytes", "Bytes held in the shared segment buffer", registry=r
+        )
+
+        # Upstream traffic (live relay and downloads).
+        self.upstream_requests = Counter(
+            "upstream_requests",
+            "Requests sent to the upstream, by kind and HTTP status",
+            ["kind", "status"],
+            registry=r,
+        )
+        self.relayed_bytes = Counter(
+            "relayed_bytes", "Bytes sent to clients, by kind", ["kind"], registry=r
+        )
+
+        # Analyse tasks.
+        self.tasks = Counter(
+            "analysis_tasks", "Analysis tasks that reached a state", ["state"], registry=r
+        )
+        self.tasks_active = Gauge(
+            "analysis_tasks_active", "Analysis tasks pending or running now", ["state"],
+            registry=r,
+        )
+        self.analysis_duration = Histogram(
+            "analysis_duration_seconds",
+            "Time from submission to the end of an analysis",
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+
+        # Downloads.
+        self.active_downloads = Gauge("active_downloads", "Downloads in progress", registry=r)
+        self.downloads = Counter(
+            "downloads", "Downloads that ended, by mode and outcome", ["mode", "outcome"],
+            registry=r,
+        )
+
+        # HTTP.
+        self.http_requests = Counter(
+            "http_requests", "HTTP requests by route and status", ["route", "method", "status"],
+            registry=r,
+        )
+        self.http_duration = Histogram(
+            "http_request_duration_seconds",
+            "Time to the response start, by route",
+            ["route"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)  # type: ignore[no-any-return]

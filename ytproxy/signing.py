@@ -1,0 +1,82 @@
+"""Opaque, signed, time-bounded tokens for every URL the gateway relays.
+
+A token carries a small JSON payload (for example the upstream segment URL and the
+channel it belongs to) that only this gateway can read and that nobody can forge:
+the payload is compressed, encrypted with AES-CTR and signed with HMAC-SHA256, both
+keys derived from `SECRET_KEY`. Each token names its purpose, so a segment token is
+not accepted as a download token, and carries an expiry.
+
+Encrypting is what keeps upstream URLs (and the IP they are bound to) away from
+clients; signing is what keeps the gateway from being an open proxy.
+
+This module does not decide lifetimes or what goes into a payload; its callers do.
+Tokens are not revocable before they expire: rotate `SECRET_KEY` to invalidate all.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import time
+import zlib
+from typing import Any
+
+from Cryptodome.Cipher import AES
+
+from .errors import Forbidden
+
+_VERSION = b"\x01"
+_NONCE = 8
+_MAC = 16
+
+
+class Signer:
+    def __init__(self, secret_key: str) -> None:
+        root = hashlib.sha256(secret_key.encode()).digest()
+        self._enc_key = hmac.new(root, b"ytproxy-token-encryption", hashlib.sha256).digest()
+        self._mac_key = hmac.new(root, b"ytproxy-token-signature", hashlib.sha256).digest()
+
+    def seal(self, purpose: str, payload: dict[str, Any], ttl: float) -> str:
+        """A URL-safe token for `payload`, valid for `ttl` seconds, for `purpose` only."""
+        body = {"p": purpose, "e": int(time.time() + ttl), "d": payload}
+        plain = zlib.compress(json.dumps(body, separators=(",", ":")).encode(), 9)
+        nonce = os.urandom(_NONCE)
+        cipher = AES.new(self._enc_key, AES.MODE_CTR, nonce=nonce)
+        sealed = _VERSION + nonce + cipher.encrypt(plain)
+        mac = hmac.new(self._mac_key, sealed, hashlib.sha256).digest()[:_MAC]
+        return base64.urlsafe_b64encode(sealed + mac).rstrip(b"=").decode()
+
+    def open(self, purpose: str, token: str) -> dict[str, Any]:
+        """The payload of a valid token; `Forbidden` (invalid_token/token_expired) otherwise."""
+        try:
+            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        except (ValueError, TypeError):
+            raise _invalid() from None
+        if len(raw) < 1 + _NONCE + _MAC or raw[:1] != _VERSION:
+            raise _invalid()
+        sealed, mac = raw[:-_MAC], raw[-_MAC:]
+        expected = hmac.new(self._mac_key, sealed, hashlib.sha256).digest()[:_MAC]
+        if not hmac.compare_digest(mac, expected):
+            raise _invalid()
+        cipher = AES.new(self._enc_key, AES.MODE_CTR, nonce=sealed[1 : 1 + _NONCE])
+        try:
+            body = json.loads(zlib.decompress(cipher.decrypt(sealed[1 + _NONCE :])))
+        except (zlib.error, ValueError):
+            raise _invalid() from None
+        if body.get("p") != purpose:
+            raise _invalid()
+        if body.get("e", 0) < time.time():
+            raise Forbidden("This link has expired; reload the page or playlist", code="token_expired")
+        data: dict[str, Any] = body.get("d", {})
+        return data
+
+    def digest(self, value: str) -> str:
+        """A stable keyed hash (hex), for cookies and cache keys that must not reveal `value`."""
+        return hmac.new(self._mac_key, value.encode(), hashlib.sha256).hexdigest()
+
+
+def _invalid() -> Forbidden:
+    return Forbidden("This link is not valid", code="invalid_token")
