@@ -2,8 +2,8 @@
 
 The language comes from `?lang=` (which the switcher links use and which is then
 remembered in the `lang` cookie), else the cookie, else `Accept-Language`, else
-English. Strings live in `MESSAGES`, keyed by a short English id; a missing
-translation falls back to English, and a missing key is an error in tests.
+English. Strings live in `locales/*.toml` (one file per area of the UI), keyed by
+a short id; a missing translation falls back to English, a missing key raises.
 
 This module does not format dates or numbers beyond what templates need, and it
 does not translate API error messages (JSON clients get English).
@@ -11,44 +11,31 @@ does not translate API error messages (JSON clients get English).
 
 from __future__ import annotations
 
+import functools
+import tomllib
+from pathlib import Path
+
 from starlette.requests import Request
 
 LANGUAGES = ("en", "zh")
 DEFAULT = "en"
 COOKIE = "lang"
 
-MESSAGES: dict[str, dict[str, str]] = {
-    "app.tagline": {
-        "en": "Your own YouTube gateway",
-        "zh": "你自己的 YouTube 网关",
-    },
-    "nav.analyse": {"en": "Analyse", "zh": "解析"},
-    "nav.channels": {"en": "Live channels", "zh": "直播频道"},
-    "nav.diagnostics": {"en": "Diagnostics", "zh": "诊断"},
-    "nav.language": {"en": "Language", "zh": "语言"},
-    "nav.logout": {"en": "Log out", "zh": "退出"},
-    "analyse.title": {"en": "Analyse a video", "zh": "解析视频"},
-    "analyse.intro": {
-        "en": "Paste a video link to see every format it comes in, then download the one you want.",
-        "zh": "粘贴视频链接，查看所有可用格式，然后下载你想要的那一个。",
-    },
-    "analyse.url_label": {"en": "Video URL", "zh": "视频链接"},
-    "analyse.url_placeholder": {
-        "en": "https://www.youtube.com/watch?v=…",
-        "zh": "https://www.youtube.com/watch?v=…",
-    },
-    "analyse.submit": {"en": "Analyse", "zh": "解析"},
-    "error.title": {"en": "Something went wrong", "zh": "出错了"},
-    "error.back": {"en": "Back to the start page", "zh": "返回首页"},
-    "login.title": {"en": "Sign in", "zh": "登录"},
-    "login.intro": {
-        "en": "This gateway is private. Enter the access token you were given.",
-        "zh": "这是私人网关。请输入你获得的访问令牌。",
-    },
-    "login.token": {"en": "Access token", "zh": "访问令牌"},
-    "login.submit": {"en": "Sign in", "zh": "登录"},
-    "login.wrong": {"en": "That token is not right.", "zh": "令牌不正确。"},
-}
+LOCALES_DIR = Path(__file__).resolve().parent / "locales"
+
+
+@functools.cache
+def messages() -> dict[str, dict[str, str]]:
+    """All catalogues in `locales/*.toml`, merged; a key defined twice is an error."""
+    merged: dict[str, dict[str, str]] = {}
+    for path in sorted(LOCALES_DIR.glob("*.toml")):
+        with path.open("rb") as handle:
+            catalogue = tomllib.load(handle)
+        for key, entry in catalogue.items():
+            if key in merged:
+                raise ValueError(f"{path.name}: message {key!r} is already defined")
+            merged[key] = {lang: str(text) for lang, text in entry.items()}
+    return merged
 
 
 def pick_language(request: Request) -> str:
@@ -79,6 +66,6 @@ def from_accept_language(header: str) -> str:
 
 
 def translate(lang: str, key: str, **values: object) -> str:
-    entry = MESSAGES[key]
+    entry = messages()[key]
     text = entry.get(lang) or entry[DEFAULT]
     return text.format(**values) if values else text

@@ -1,0 +1,35 @@
+"""Download links: opaque signed tokens naming a source URL and one or two format ids.
+
+`download_path(...)` returns `/v1/download/<token>`; the token (see `signing.py`)
+carries the video's URL, the format id(s), the title and the container to deliver,
+and expires after `LINK_TTL`. Links are made when a result is served, not stored
+with it, so every response carries links with their full lifetime.
+
+This module only makes and reads links; `relay.py` and `merge.py` serve them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..signing import Signer
+
+PURPOSE = "download"
+
+
+def download_path(
+    signer: Signer,
+    ttl: float,
+    *,
+    source_url: str,
+    format_ids: list[str],
+    title: str,
+    ext: str,
+) -> str:
+    payload = {"u": source_url, "f": format_ids, "t": title[:200], "x": ext}
+    return f"/v1/download/{signer.seal(PURPOSE, payload, ttl)}"
+
+
+def read_link(signer: Signer, token: str) -> dict[str, Any]:
+    """`{"u", "f", "t", "x"}` of a valid token; raises Forbidden otherwise."""
+    return signer.open(PURPOSE, token)

@@ -1,0 +1,96 @@
+"""Where a video's bytes are: the upstream URLs of its formats, kept private.
+
+An analysis stores two things under the hash of the normalised URL: the public
+result (what clients see, `ytproxy.analyse`) and, here, the *sources*: for each
+format its upstream URL, headers, protocol and size. Sources never leave the server;
+the download relay reads them to fetch bytes, and calls `load_sources(...,
+refresh=True)` when the upstream says the URLs expired, which re-extracts once
+(single-flight) for everybody downloading that video.
+
+This module does not classify formats or decide what clients see.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+if TYPE_CHECKING:
+    from .services import Services
+
+# Tracking parameters that do not change which video a URL names.
+_DROP_PARAMS = frozenset(
+    {"si", "feature", "pp", "utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content"}
+)
+_SOURCE_FIELDS = (
+    "format_id", "url", "manifest_url", "protocol", "ext", "vcodec", "acodec", "width", "height",
+    "fps", "tbr", "filesize", "filesize_approx", "http_headers", "downloader_options",
+    "fragment_base_url", "fragments", "container", "language",
+)
+
+
+def normalise_url(url: str) -> str:
+    """A canonical form: lower-case scheme and host, no fragment, no tracking params."""
+    parts = urlsplit(url.strip())
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
+             if k not in _DROP_PARAMS]
+    netloc = parts.netloc.lower()
+    if netloc.startswith("youtube.com") or netloc.startswith("m.youtube.com"):
+        netloc = "www.youtube.com"
+    return urlunsplit((parts.scheme.lower(), netloc, parts.path or "/", urlencode(query), ""))
+
+
+def url_key(url: str) -> str:
+    """The cache key of a URL: a hash of its normalised form."""
+    return hashlib.sha256(normalise_url(url).encode()).hexdigest()[:32]
+
+
+def strip_info(info: dict[str, Any]) -> dict[str, Any]:
+    """The private part of an info dict that the relay needs, and nothing else."""
+    formats = []
+    for fmt in info.get("formats") or []:
+        formats.append({k: fmt[k] for k in _SOURCE_FIELDS if fmt.get(k) is not None})
+    return {
+        "id": info.get("id"),
+        "title": info.get("title") or info.get("id") or "video",
+        "duration": info.get("duration"),
+        "is_live": bool(info.get("is_live")),
+        "formats": formats,
+        "fetched_at": time.time(),
+    }
+
+
+async def store_sources(services: Services, url: str, info: dict[str, Any]) -> dict[str, Any]:
+    sources = strip_info(info)
+    await services.cache.set(f"sources:{url_key(url)}", sources, services.settings.result_ttl)
+    return sources
+
+
+async def load_sources(services: Services, url: str, *, refresh: bool = False) -> dict[str, Any]:
+    """The sources of `url`, from the cache or a fresh extraction (shared by all callers).
+
+    With `refresh`, a cached copy fetched in the last few seconds is reused (another
+    download already refreshed it); older copies are replaced.
+    """
+    key = f"sources:{url_key(url)}"
+    cached = await services.cache.get(key)
+    if cached is not None and (not refresh or time.time() - cached.get("fetched_at", 0) < 10):
+        services.metrics.cache_hits.labels("sources").inc()
+        return dict(cached)
+    services.metrics.cache_misses.labels("sources").inc()
+
+    async def produce() -> dict[str, Any]:
+        info = await services.extractor.extract(url, lane="analyse")
+        return await store_sources(services, url, info)
+
+    result: dict[str, Any] = await services.cache.single_flight(key, produce)
+    return result
+
+
+def find_format(sources: dict[str, Any], format_id: str) -> dict[str, Any] | None:
+    for fmt in sources.get("formats", []):
+        if fmt.get("format_id") == format_id:
+            return dict(fmt)
+    return None
