@@ -1,0 +1,182 @@
+"""The yt-dlp wrapper: real yt-dlp (generic extractor) against the local origin."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import pytest
+from yt_dlp.utils import DownloadError, ExtractorError, GeoRestrictedError, UnsupportedError
+
+from ytproxy.errors import ExtractionError
+from ytproxy.extractor import Extractor, classify
+from ytproxy.metrics import Metrics
+from ytproxy.settings import Settings
+
+
+@pytest.fixture
+def extractor() -> Extractor:
+    settings = Settings(secret_key="x" * 20, ytdlp_timeout=10, ytdlp_max_retries=2)
+    built = Extractor(settings, Metrics())
+    yield built
+    built.close()
+
+
+async def test_live_hls_channel_resolves_to_its_variants(extractor: Extractor, origin) -> None:
+    info = await extractor.extract(origin.channel_url("news"), lane="live")
+    assert info["is_live"] is True
+    heights = sorted(f["height"] for f in info["formats"])
+    assert heights == [90, 180]
+    assert {f["protocol"] for f in info["formats"]} == {"m3u8_native"}
+    assert all("/hls/news/master.m3u8" in f["manifest_url"] for f in info["formats"])
+
+
+async def test_vod_mp4_resolves_to_one_http_format(extractor: Extractor, origin) -> None:
+    info = await extractor.extract(origin.vod_url)
+    [fmt] = info["formats"]
+    assert fmt["protocol"] == "http"
+    assert "/vod/video.mp4" in fmt["url"]
+
+
+async def test_dash_manifest_resolves_to_video_only_and_audio_only_formats(
+    extractor: Extractor, origin, media
+) -> None:
+    info = await extractor.extract(origin.dash_url)
+    by_id = {f["format_id"]: f for f in info["formats"]}
+    expected_video = {"160": 144, "133": 240, "278": 240}
+    if media.has_av1:
+        expected_video["394"] = 240
+    for format_id, height in expected_video.items():
+        assert by_id[format_id]["height"] == height
+        assert by_id[format_id]["acodec"] == "none"
+    assert by_id["278"]["vcodec"].startswith("vp09")
+    assert by_id["140"]["acodec"].startswith("mp4a")
+    assert by_id["251"]["acodec"] == "opus"
+    assert by_id["140"]["vcodec"] == by_id["251"]["vcodec"] == "none"
+
+
+async def test_results_are_sanitised_plain_data(extractor: Extractor, origin) -> None:
+    import json
+
+    info = await extractor.extract(origin.dash_url)
+    json.dumps(info)  # sanitize_info leaves nothing that cannot be serialised
+
+
+async def test_a_missing_page_fails_with_a_stable_code(extractor: Extractor, origin) -> None:
+    with pytest.raises(ExtractionError) as caught:
+        await extractor.extract(origin.url("/no/such/video"))
+    assert caught.value.code == "video_unavailable"
+    assert caught.value.status_code == 404
+
+
+async def test_an_offline_channel_fails_without_retrying(extractor: Extractor, origin) -> None:
+    origin.set_offline("off")
+    with pytest.raises(ExtractionError):
+        await extractor.extract(origin.channel_url("off"), lane="live")
+    assert extractor.calls == 1
+
+
+async def test_a_transient_failure_is_retried_with_backoff(extractor: Extractor, origin) -> None:
+    origin.fail_once("/watch/vod", status=503)
+    info = await extractor.extract(origin.vod_url)
+    assert info["formats"]
+    assert extractor.calls == 2
+
+
+async def test_an_unreachable_host_is_a_network_error(extractor: Extractor) -> None:
+    with pytest.raises(ExtractionError) as caught:
+        await extractor.extract("http://127.0.0.1:9/video")
+    assert caught.value.code == "network_error"
+    assert extractor.calls == 3  # one call and two retries
+
+
+async def test_live_lane_is_not_blocked_by_a_full_analyse_lane(origin) -> None:
+    settings = Settings(secret_key="x" * 20, max_concurrent_ytdlp_requests=2, ytdlp_timeout=10)
+    extractor = Extractor(settings, Metrics())
+    origin.add_latency("/watch/vod", 2.0)
+    try:
+        slow = [asyncio.create_task(extractor.extract(origin.vod_url)) for _ in range(3)]
+        await asyncio.sleep(0.3)
+        live = await asyncio.wait_for(
+            extractor.extract(origin.channel_url("fast"), lane="live"), timeout=1.9
+        )
+        assert live["is_live"] is True
+        assert not all(task.done() for task in slow)
+        await asyncio.gather(*slow)
+    finally:
+        extractor.close()
+
+
+async def test_progress_events_carry_ytdlp_messages(extractor: Extractor, origin) -> None:
+    events: list[str] = []
+    await extractor.extract(origin.dash_url, on_event=events.append)
+    assert any("Downloading" in e or "Extracting" in e for e in events)
+
+
+def test_params_carry_proxy_cookies_pot_provider_and_js_runtime(tmp_path) -> None:
+    cookies = tmp_path / "cookies.txt"
+    settings = Settings(
+        secret_key="x" * 20,
+        global_proxy="socks5://127.0.0.1:1080",
+        ytdlp_cookies_file=cookies,
+        pot_provider_url="http://bgutil:4416",
+        js_runtime="node",
+        js_runtime_path="/usr/bin/node",
+        ytdlp_timeout=12,
+    )
+    extractor = Extractor(settings, Metrics())
+    try:
+        params = extractor.params()
+    finally:
+        extractor.close()
+    assert params["proxy"] == "socks5://127.0.0.1:1080"
+    assert params["cookiefile"] == str(cookies)
+    assert params["extractor_args"] == {"youtubepot-bgutilhttp": {"base_url": ["http://bgutil:4416"]}}
+    assert params["js_runtimes"] == {"node": {"path": "/usr/bin/node"}}
+    assert params["socket_timeout"] == 12
+
+
+def _wrapped(error: BaseException, message: str) -> DownloadError:
+    try:
+        raise error
+    except BaseException:
+        return DownloadError(f"ERROR: {message}", sys.exc_info())
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (_wrapped(UnsupportedError("http://x"), "Unsupported URL: http://x"), "unsupported_url"),
+        (_wrapped(GeoRestrictedError("blocked"), "[youtube] a: blocked"), "geo_blocked"),
+        (
+            _wrapped(ExtractorError("Private video. Sign in if you've been granted access"),
+                     "[youtube] abc: Private video. Sign in if you've been granted access"),
+            "private_video",
+        ),
+        (
+            _wrapped(ExtractorError("Sign in to confirm you’re not a bot"),
+                     "[youtube] abc: Sign in to confirm you’re not a bot. Use --cookies"),
+            "login_required",
+        ),
+        (
+            _wrapped(ExtractorError("Video unavailable"),
+                     "[youtube] abc: Video unavailable. This video has been removed"),
+            "video_unavailable",
+        ),
+        (
+            _wrapped(ExtractorError("This live event will begin in 3 hours."),
+                     "[youtube] abc: This live event will begin in 3 hours."),
+            "live_not_started",
+        ),
+        (
+            _wrapped(ExtractorError("timed out"), "Unable to download webpage: timed out"),
+            "upstream_timeout",
+        ),
+        (_wrapped(ExtractorError("odd"), "[youtube] abc: something odd"), "extraction_failed"),
+    ],
+)
+def test_ytdlp_errors_map_to_stable_codes(error: DownloadError, code: str) -> None:
+    mapped = classify(error)
+    assert mapped.code == code
+    assert "ERROR:" not in mapped.message
+    assert "Traceback" not in mapped.message
