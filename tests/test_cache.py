@@ -195,9 +195,10 @@ async def test_redis_cache_serves_locally_while_redis_is_down_and_recovers(
             await asyncio.sleep(0.1)
             return "ok"
 
-        assert await asyncio.gather(*(cache.single_flight("x", produce) for _ in range(5))) == [
-            "ok"
-        ] * 5
+        assert (
+            await asyncio.gather(*(cache.single_flight("x", produce) for _ in range(5)))
+            == ["ok"] * 5
+        )
         assert calls == 1
         redis_server.start()
         await asyncio.sleep(cache.retry_interval + 0.1)

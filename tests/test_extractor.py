@@ -131,7 +131,9 @@ def test_params_carry_proxy_cookies_pot_provider_and_js_runtime(tmp_path) -> Non
         extractor.close()
     assert params["proxy"] == "socks5://127.0.0.1:1080"
     assert params["cookiefile"] == str(cookies)
-    assert params["extractor_args"] == {"youtubepot-bgutilhttp": {"base_url": ["http://bgutil:4416"]}}
+    assert params["extractor_args"] == {
+        "youtubepot-bgutilhttp": {"base_url": ["http://bgutil:4416"]}
+    }
     assert params["js_runtimes"] == {"node": {"path": "/usr/bin/node"}}
     assert params["socket_timeout"] == 12
 
@@ -149,23 +151,31 @@ def _wrapped(error: BaseException, message: str) -> DownloadError:
         (_wrapped(UnsupportedError("http://x"), "Unsupported URL: http://x"), "unsupported_url"),
         (_wrapped(GeoRestrictedError("blocked"), "[youtube] a: blocked"), "geo_blocked"),
         (
-            _wrapped(ExtractorError("Private video. Sign in if you've been granted access"),
-                     "[youtube] abc: Private video. Sign in if you've been granted access"),
+            _wrapped(
+                ExtractorError("Private video. Sign in if you've been granted access"),
+                "[youtube] abc: Private video. Sign in if you've been granted access",
+            ),
             "private_video",
         ),
         (
-            _wrapped(ExtractorError("Sign in to confirm you’re not a bot"),
-                     "[youtube] abc: Sign in to confirm you’re not a bot. Use --cookies"),
+            _wrapped(
+                ExtractorError("Sign in to confirm you’re not a bot"),
+                "[youtube] abc: Sign in to confirm you’re not a bot. Use --cookies",
+            ),
             "login_required",
         ),
         (
-            _wrapped(ExtractorError("Video unavailable"),
-                     "[youtube] abc: Video unavailable. This video has been removed"),
+            _wrapped(
+                ExtractorError("Video unavailable"),
+                "[youtube] abc: Video unavailable. This video has been removed",
+            ),
             "video_unavailable",
         ),
         (
-            _wrapped(ExtractorError("This live event will begin in 3 hours."),
-                     "[youtube] abc: This live event will begin in 3 hours."),
+            _wrapped(
+                ExtractorError("This live event will begin in 3 hours."),
+                "[youtube] abc: This live event will begin in 3 hours.",
+            ),
             "live_not_started",
         ),
         (

@@ -118,8 +118,11 @@ def test_python_app_py_stops_with_one_line_naming_the_variable(
 
 def test_env_example_documents_every_setting() -> None:
     text = (ROOT / ".env.example").read_text(encoding="utf-8")
-    documented = {line.split("=", 1)[0] for line in text.splitlines() if "=" in line
-                  and not line.startswith("#")}
+    documented = {
+        line.split("=", 1)[0]
+        for line in text.splitlines()
+        if "=" in line and not line.startswith("#")
+    }
     read = set()
     source = (ROOT / "ytproxy" / "settings.py").read_text(encoding="utf-8")
     for chunk in source.split('reader.get("')[1:]:

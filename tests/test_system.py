@@ -10,7 +10,6 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.apps import app_server, channels_file, settings  # noqa: F401
 from ytproxy.errors import Forbidden
 from ytproxy.logs import RedactingFilter
 from ytproxy.settings import Settings
@@ -109,13 +108,13 @@ def test_start_page_speaks_chinese_when_the_browser_asks(app_server, settings) -
     assert "解析视频" in page.text
 
 
-def test_unknown_paths_get_json_for_api_clients_and_html_for_browsers(
-    app_server, settings
-) -> None:
+def test_unknown_paths_get_json_for_api_clients_and_html_for_browsers(app_server, settings) -> None:
     server = app_server(settings)
     api = httpx.get(server.url("/v1/nothing"))
     assert api.status_code == 404
-    assert api.json() == {"error": {"code": "not_found", "message": "There is nothing at this address"}}
+    assert api.json() == {
+        "error": {"code": "not_found", "message": "There is nothing at this address"}
+    }
     page = httpx.get(server.url("/nothing"), headers={"Accept": "text/html"})
     assert page.status_code == 404
     assert page.headers["content-type"].startswith("text/html")
@@ -153,8 +152,13 @@ def test_log_filter_redacts_secrets_and_token_parameters() -> None:
     settings = Settings(secret_key="s3cr3t-key-0123456789", access_token="hunter2-token")
     flt = RedactingFilter([settings.access_token or "", settings.secret_key])
     record = logging.LogRecord(
-        "x", logging.INFO, __file__, 1, "GET /playlist.m3u?token=%s key=%s other=%s",
-        ("hunter2-token", "s3cr3t-key-0123456789", "/live/a.m3u8?lang=en&token=abc"), None,
+        "x",
+        logging.INFO,
+        __file__,
+        1,
+        "GET /playlist.m3u?token=%s key=%s other=%s",
+        ("hunter2-token", "s3cr3t-key-0123456789", "/live/a.m3u8?lang=en&token=abc"),
+        None,
     )
     flt.filter(record)
     message = record.getMessage()

@@ -53,7 +53,9 @@ class AccessGuard:
             target = quote(path + ("?" + request.url.query if request.url.query else ""), safe="")
             await _redirect(f"/login?next={target}", send)
             return
-        error = Unauthorized("An access token is required (Authorization: Bearer, ?token=, or log in)")
+        error = Unauthorized(
+            "An access token is required (Authorization: Bearer, ?token=, or log in)"
+        )
         await error_response(request, error)(scope, receive, send)
 
     def allows(self, scope: Scope) -> bool:

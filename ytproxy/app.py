@@ -107,8 +107,14 @@ async def _lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         stack.push_async_callback(probes.close)
         await probes.start()
         svc = Services(
-            settings=settings, metrics=metrics, cache=cache, http=http, extractor=extractor,
-            signer=app.state.signer, templates=app.state.templates, probes=probes,
+            settings=settings,
+            metrics=metrics,
+            cache=cache,
+            http=http,
+            extractor=extractor,
+            signer=app.state.signer,
+            templates=app.state.templates,
+            probes=probes,
         )
         svc.live = LiveService(svc)
         await svc.live.start()
@@ -122,7 +128,9 @@ async def _lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         cache_status = await cache.status()
         metrics.redis_up.set(1 if cache_status["connected"] else 0)
         log.info(
-            "ytproxy %s ready (yt-dlp %s, cache %s)", __version__, YTDLP_VERSION,
+            "ytproxy %s ready (yt-dlp %s, cache %s)",
+            __version__,
+            YTDLP_VERSION,
             cache_status["backend"],
         )
         app.state.ready = True
@@ -143,7 +151,9 @@ async def _handle_http_exception(request: Request, exc: Exception) -> Response:
     if exc.status_code == 404:
         error: YtproxyError = NotFound("There is nothing at this address")
     elif exc.status_code == 405:
-        error = YtproxyError("This method is not allowed here", code="method_not_allowed", status=405)
+        error = YtproxyError(
+            "This method is not allowed here", code="method_not_allowed", status=405
+        )
     else:
         error = YtproxyError(str(exc.detail), code="http_error", status=exc.status_code)
     return error_response(request, error)

@@ -41,7 +41,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 Producer = Callable[[], Awaitable[T]]
 
-_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+_RELEASE = (
+    "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+)
 _EXTEND = (
     "if redis.call('get', KEYS[1]) == ARGV[1] then "
     "return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0"
@@ -93,7 +95,8 @@ class Cache:
             flight = asyncio.ensure_future(self._lead_flight(key, producer, lock_ttl))
             self._flights[key] = flight
             flight.add_done_callback(lambda done: self._forget(key, done))
-        return await asyncio.shield(flight)  # type: ignore[no-any-return]
+        result: T = await asyncio.shield(flight)
+        return result
 
     def _forget(self, key: str, flight: asyncio.Future[Any]) -> None:
         if self._flights.get(key) is flight:

@@ -66,7 +66,9 @@ class Metrics:
             "live_channel_viewers", "Viewers per channel", ["channel"], registry=r
         )
         self.channel_up = Gauge(
-            "live_channel_up", "1 when the channel resolved to a live stream", ["channel"],
+            "live_channel_up",
+            "1 when the channel resolved to a live stream",
+            ["channel"],
             registry=r,
         )
         self.live_resolutions = Counter(
@@ -92,7 +94,9 @@ class Metrics:
             "analysis_tasks", "Analysis tasks that reached a state", ["state"], registry=r
         )
         self.tasks_active = Gauge(
-            "analysis_tasks_active", "Analysis tasks pending or running now", ["state"],
+            "analysis_tasks_active",
+            "Analysis tasks pending or running now",
+            ["state"],
             registry=r,
         )
         self.analysis_duration = Histogram(
@@ -105,13 +109,17 @@ class Metrics:
         # Downloads.
         self.active_downloads = Gauge("active_downloads", "Downloads in progress", registry=r)
         self.downloads = Counter(
-            "downloads", "Downloads that ended, by mode and outcome", ["mode", "outcome"],
+            "downloads",
+            "Downloads that ended, by mode and outcome",
+            ["mode", "outcome"],
             registry=r,
         )
 
         # HTTP.
         self.http_requests = Counter(
-            "http_requests", "HTTP requests by route and status", ["route", "method", "status"],
+            "http_requests",
+            "HTTP requests by route and status",
+            ["route", "method", "status"],
             registry=r,
         )
         self.http_duration = Histogram(
@@ -123,4 +131,4 @@ class Metrics:
         )
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)  # type: ignore[no-any-return]
+        return generate_latest(self.registry)

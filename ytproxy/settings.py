@@ -75,7 +75,8 @@ class Settings:
         """
         reader = _Reader(env)
         secret = reader.get("SECRET_KEY", _nonempty_secret, None)
-        js_runtime, js_path = reader.get("JS_RUNTIME", _js_runtime, ("deno", None))
+        no_path: str | None = None
+        js_runtime, js_path = reader.get("JS_RUNTIME", _js_runtime, ("deno", no_path))
         max_ytdlp = reader.get("MAX_CONCURRENT_YTDLP_REQUESTS", _int_range(2, 64), 4)
         return cls(
             host=reader.get("HOST", _nonempty, "127.0.0.1"),

@@ -69,7 +69,9 @@ class Signer:
         if body.get("p") != purpose:
             raise _invalid()
         if body.get("e", 0) < time.time():
-            raise Forbidden("This link has expired; reload the page or playlist", code="token_expired")
+            raise Forbidden(
+                "This link has expired; reload the page or playlist", code="token_expired"
+            )
         data: dict[str, Any] = body.get("d", {})
         return data
 

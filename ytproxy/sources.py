@@ -25,17 +25,34 @@ _DROP_PARAMS = frozenset(
     {"si", "feature", "pp", "utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content"}
 )
 _SOURCE_FIELDS = (
-    "format_id", "url", "manifest_url", "protocol", "ext", "vcodec", "acodec", "width", "height",
-    "fps", "tbr", "filesize", "filesize_approx", "http_headers", "downloader_options",
-    "fragment_base_url", "fragments", "container", "language",
+    "format_id",
+    "url",
+    "manifest_url",
+    "protocol",
+    "ext",
+    "vcodec",
+    "acodec",
+    "width",
+    "height",
+    "fps",
+    "tbr",
+    "filesize",
+    "filesize_approx",
+    "http_headers",
+    "downloader_options",
+    "fragment_base_url",
+    "fragments",
+    "container",
+    "language",
 )
 
 
 def normalise_url(url: str) -> str:
     """A canonical form: lower-case scheme and host, no fragment, no tracking params."""
     parts = urlsplit(url.strip())
-    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True)
-             if k not in _DROP_PARAMS]
+    query = [
+        (k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in _DROP_PARAMS
+    ]
     netloc = parts.netloc.lower()
     if netloc.startswith("youtube.com") or netloc.startswith("m.youtube.com"):
         netloc = "www.youtube.com"

@@ -87,7 +87,9 @@ class Probes:
                 result["reachable"] = response.status == 200
                 if response.status == 200:
                     body = await response.json(content_type=None)
-                    result["version"] = str(body.get("version", "")) if isinstance(body, dict) else ""
+                    result["version"] = (
+                        str(body.get("version", "")) if isinstance(body, dict) else ""
+                    )
                 else:
                     result["error"] = f"HTTP {response.status}"
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
@@ -133,9 +135,9 @@ async def health(request: Request) -> Response:
     svc.metrics.redis_up.set(1 if redis_ok else 0)
     pot = await svc.probes.pot_provider()
     components: dict[str, Any] = {
-        "redis": "embedded" if cache_status["backend"] == "embedded" else (
-            "connected" if redis_ok else "unavailable"
-        ),
+        "redis": "embedded"
+        if cache_status["backend"] == "embedded"
+        else ("connected" if redis_ok else "unavailable"),
         "ffmpeg": svc.probes.ffmpeg.to_dict(),
         "js_runtime": svc.probes.js_runtime.to_dict(),
         "pot_provider": pot,
@@ -184,7 +186,11 @@ async def login(request: Request) -> Response:
         if guard.check_login(candidate):
             response = RedirectResponse(target, status_code=303)
             response.set_cookie(
-                COOKIE, guard.cookie_value, max_age=30 * 86400, httponly=True, samesite="lax",
+                COOKIE,
+                guard.cookie_value,
+                max_age=30 * 86400,
+                httponly=True,
+                samesite="lax",
                 secure=request.url.scheme == "https",
             )
             return response
