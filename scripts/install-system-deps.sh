@@ -18,9 +18,9 @@ packages=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')
 if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
   echo "Installing Debian packages: $packages"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
+  apt-get -o DPkg::Lock::Timeout=600 update -qq
   # shellcheck disable=SC2086
-  apt-get install -y -qq --no-install-recommends $packages >/dev/null
+  apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends $packages >/dev/null
   # The prometheus package starts a server we do not want running.
   if [[ $packages == *prometheus* ]]; then
     (systemctl disable --now prometheus 2>/dev/null || service prometheus stop 2>/dev/null || true)
