@@ -129,3 +129,40 @@ def test_env_example_documents_every_setting() -> None:
         read.add(chunk.split('"', 1)[0])
     assert read, "no settings found"
     assert read <= documented, f"not in .env.example: {sorted(read - documented)}"
+
+
+def test_python_app_py_serves_the_page_and_health_with_no_redis(tmp_path: Path) -> None:
+    import socket
+    import time
+
+    import httpx
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    env.update(PORT=str(port), CHANNELS_FILE=str(ROOT / "channels.toml"))
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "app.py")],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=2)
+                break
+            except httpx.TransportError:
+                assert process.poll() is None, process.stderr.read() if process.stderr else ""
+                assert time.monotonic() < deadline, "server did not start"
+                time.sleep(0.2)
+        assert health.json()["components"]["redis"] == "embedded"
+        assert httpx.get(f"http://127.0.0.1:{port}/", timeout=5).status_code == 200
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+    assert "SECRET_KEY is not set" in (process.stderr.read() if process.stderr else "")
