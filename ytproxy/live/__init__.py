@@ -1,9 +1,35 @@
-"""Job one: live YouTube channels as an IPTV playlist, relayed through the gateway."""
+"""Job one: live YouTube channels as an IPTV playlist, relayed through the gateway.
+
+- `channels`: the channels file, validated and reloaded on change;
+- `resolver`: channel → live HLS stream through yt-dlp, cached, single-flight;
+- `playlist`: HLS rewriting (every URI points at the gateway);
+- `links`: the gateway's stable and signed live URLs;
+- `upstream`, `relay`, `fanout`: fetching playlists and segments once for every viewer;
+- `viewers`: who is watching, and the viewer limit;
+- `service`: the component the app holds; `endpoints`: the HTTP side.
+"""
 
 from __future__ import annotations
 
-from starlette.routing import BaseRoute
+from starlette.routing import BaseRoute, Route
+
+from . import endpoints
 
 
 def routes() -> list[BaseRoute]:
-    return []
+    return [
+        Route("/playlist.m3u", endpoints.playlist_m3u, name="playlist_m3u"),
+        Route("/api/m3u", endpoints.playlist_m3u, name="api_m3u"),
+        Route("/api/channels", endpoints.channels_api, name="api_channels"),
+        Route("/api/stream/{channel_id}", endpoints.stream_api, name="api_stream"),
+        Route(
+            "/api/cache/invalidate/{channel_id}",
+            endpoints.invalidate_api,
+            methods=["POST"],
+            name="api_cache_invalidate",
+        ),
+        Route("/live/{channel_id}.m3u8", endpoints.channel_master, name="live_master"),
+        Route("/live/{channel_id}/p/{token}.m3u8", endpoints.media_playlist, name="live_variant"),
+        Route("/live/{channel_id}/s/{token}.{ext}", endpoints.media_relay, name="live_media"),
+        Route("/channels", endpoints.channels_page, name="channels"),
+    ]

@@ -1,19 +1,185 @@
-"""The live-channels component (to be built in the live-channels issue)."""
+"""The live-channels component: what the endpoints ask for, and the refresh watchers.
+
+`LiveService(services)` is built in the app's lifespan. `start()` loads the channels
+file (a bad file stops start-up with the channel and field named); `close()` stops
+the refresh watchers and the relay's fetches.
+
+It turns requests into playlists: the channel's master with every variant pointing
+at a signed gateway URL, and media playlists with every segment, key and map
+pointing at a signed media URL. Rendered media playlists are kept with the upstream
+playlist they came from (for its short freshness), so a hundred viewers cost one
+rewrite, not a hundred.
+
+While a channel has viewers, a watcher task re-resolves it before its cached
+resolution runs out (at `REFRESH_AT` of its TTL), so players never meet an expired
+URL; the watcher ends once the channel has had no viewer for the viewer window, and
+all watchers are cancelled on `close()`.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from ..errors import NotFound, YtproxyError
+from . import playlist
+from .channels import Channel, ChannelBook
+from .fanout import Fetch
+from .links import Links
+from .relay import LiveRelay, media_payload
+from .resolver import Resolution, Resolver
+from .viewers import Viewers
 
 if TYPE_CHECKING:
     from ..services import Services
+
+log = logging.getLogger(__name__)
+
+REFRESH_AT = 0.75
+_WATCH_MAX_SLEEP = 5.0
+_WATCH_RETRY = 2.0
 
 
 class LiveService:
     def __init__(self, services: Services) -> None:
         self._services = services
+        self.book = ChannelBook(services.settings.channels_file)
+        self.resolver = Resolver(services)
+        self.relay = LiveRelay(services, self.resolver)
+        self.viewers = Viewers(services.settings.max_concurrent_streams, services.metrics)
+        self._watchers: dict[str, asyncio.Task[None]] = {}
 
     async def start(self) -> None:
-        return None
+        self.book.load()
 
     async def close(self) -> None:
+        watchers = list(self._watchers.values())
+        for task in watchers:
+            task.cancel()
+        await asyncio.gather(*watchers, return_exceptions=True)
+        self._watchers.clear()
+        await self.relay.close()
+        self.viewers.forget()
+
+    def channel(self, channel_id: str) -> Channel:
+        found = self.book.get(channel_id)
+        if found is None or not found.enabled:
+            raise NotFound(f"There is no channel {channel_id!r}", code="channel_not_found")
+        return found
+
+    def watch(self, channel: Channel, client: str) -> None:
+        """Count `client` as a viewer (or refuse it) and keep the channel refreshed."""
+        self.viewers.touch(channel.id, client)
+        task = self._watchers.get(channel.id)
+        if task is None or task.done():
+            self._watchers[channel.id] = asyncio.create_task(
+                self._watch(channel.id), name=f"live watcher {channel.id}"
+            )
+
+    async def master_playlist(self, channel: Channel, links: Links) -> str:
+        resolution = await self.resolver.current(channel)
+        keys = {url: key for key, url in resolution.variants.items()}
+
+        def replace(uri: playlist.Uri) -> str:
+            if uri.tag in playlist.PLAYLIST_TAGS and uri.url in keys:
+                key = keys[uri.url]
+                return links.variant(channel.id, key, resolution.bandwidths.get(key, 0))
+            return links.media(channel.id, media_payload(resolution, "", uri), uri.url)
+
+        return playlist.rewrite(resolution.master, resolution.base_url, replace)
+
+    async def media_playlist(self, channel: Channel, payload: dict[str, Any], links: Links) -> str:
+        current = await self.relay.media_playlist(
+            channel, str(payload.get("v", "")), int(payload.get("b", 0))
+        )
+        rendered = current.rendered.get(links.base_url)
+        if rendered is None:
+
+            def replace(uri: playlist.Uri) -> str:
+                return links.media(
+                    channel.id, media_payload(current.resolution, current.key, uri), uri.url
+                )
+
+            rendered = playlist.rewrite(current.text, current.url, replace)
+            current.rendered[links.base_url] = rendered
+        return rendered
+
+    def media(self, channel: Channel, payload: dict[str, Any]) -> Fetch:
+        return self.relay.media(channel, payload)
+
+    async def invalidate(self, channel: Channel) -> None:
+        await self.resolver.invalidate(channel)
+        self.relay.forget(channel.id)
+        log.info("channel %s: cached resolution dropped", channel.id)
+
+    async def describe(self, channel: Channel, links: Links, *, resolve: bool) -> dict[str, Any]:
+        """A channel as the API and the channels page show it."""
+        if resolve:
+            resolution: Resolution | None = await self.resolver.current(channel)
+        else:
+            resolution = await self.resolver.peek(channel)
+        failure = None if resolution is not None else await self.resolver.peek_failure(channel)
+        if resolution is not None:
+            status = "live"
+        elif failure is not None:
+            status = str(failure.get("status", "error"))
+        else:
+            status = "unknown"
+        described: dict[str, Any] = {
+            "id": channel.id,
+            "name": channel.name,
+            "group": channel.group,
+            "logo": channel.logo,
+            "description": channel.description,
+            "enabled": channel.enabled,
+            "url": links.master(channel.id),
+            "status": status,
+            "reason": failure.get("code") if failure else None,
+            "viewers": self.viewers.count(channel.id),
+            "fetched_at": _iso(resolution.fetched_at) if resolution else None,
+            "expires_at": _iso(resolution.expires_at) if resolution else None,
+            "cached_until": _iso(resolution.fetched_at + resolution.ttl) if resolution else None,
+        }
+        if resolve and resolution is not None:
+            described["quality"] = resolution.quality()
+        return described
+
+    async def _watch(self, channel_id: str) -> None:
+        try:
+            while self.viewers.count(channel_id) > 0:
+                channel = self.book.get(channel_id)
+                if channel is None or not channel.enabled:
+                    return
+                delay = await self._refresh_if_due(channel)
+                await asyncio.sleep(delay)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("refresh watcher of channel %s failed", channel_id)
+        finally:
+            if self._watchers.get(channel_id) is asyncio.current_task():
+                del self._watchers[channel_id]
+
+    async def _refresh_if_due(self, channel: Channel) -> float:
+        """Re-resolve if the cached resolution is near its end; seconds until next look."""
+        resolution = await self.resolver.peek(channel)
+        if resolution is None:
+            return _WATCH_RETRY  # cold or failed: the next viewer request resolves it
+        due = resolution.fetched_at + resolution.ttl * REFRESH_AT
+        now = time.time()
+        if now < due:
+            return min(max(due - now, 0.2), _WATCH_MAX_SLEEP)
+        try:
+            await self.resolver.refresh(channel, reason="refresh", newer_than=resolution.fetched_at)
+        except YtproxyError as exc:
+            log.warning("channel %s: refresh before expiry failed (%s)", channel.id, exc.code)
+            return _WATCH_RETRY
+        return 0.2
+
+
+def _iso(timestamp: float | None) -> str | None:
+    if timestamp is None:
         return None
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))

@@ -1,0 +1,139 @@
+"""HTTP endpoints of the live channels: the M3U, the JSON API, the HLS relay, the page.
+
+Every handler raises the project's errors (rendered as JSON for `/api/` and `/live/`
+paths): unknown channel 404 `channel_not_found`, offline 503 `channel_offline`,
+over the viewer limit 503 `too_many_viewers`, bad or expired token 403. Playlists are
+`application/vnd.apple.mpegurl` with `Cache-Control: no-cache`; segments stream as
+they arrive. No upstream URL or header is ever passed to the client.
+
+The M3U and `/api/channels` read only what is cached: they never wait on yt-dlp.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from ..services import services
+from . import playlist
+from .channels import Channel
+from .fanout import FetchResponse
+from .links import Links, open_media, open_variant
+from .service import LiveService
+
+_NO_CACHE = {"Cache-Control": "no-cache"}
+_NO_STORE = {"Cache-Control": "no-store"}
+
+
+def links_for(request: Request) -> Links:
+    svc = services(request)
+    base = svc.settings.public_base_url or str(request.base_url).rstrip("/")
+    return Links(svc.signer, base, svc.settings.access_token)
+
+
+def _live(request: Request) -> LiveService:
+    return services(request).live
+
+
+def _client(request: Request) -> str:
+    host = request.client.host if request.client else "unknown"
+    return f"{host}|{request.headers.get('user-agent', '')[:200]}"
+
+
+def _watched(request: Request) -> Channel:
+    live = _live(request)
+    channel = live.channel(request.path_params["channel_id"])
+    live.watch(channel, _client(request))
+    return channel
+
+
+async def playlist_m3u(request: Request) -> Response:
+    links = links_for(request)
+    lines = ["#EXTM3U"]
+    for channel in _live(request).book.enabled():
+        attrs = {
+            "tvg-id": channel.id,
+            "tvg-name": channel.name,
+            "tvg-logo": channel.logo,
+            "group-title": channel.group,
+        }
+        rendered = " ".join(f'{name}="{_attr(value)}"' for name, value in attrs.items())
+        lines.append(f"#EXTINF:-1 {rendered},{_attr(channel.name)}")
+        lines.append(links.master(channel.id))
+    return Response(
+        "\n".join(lines) + "\n",
+        media_type="audio/x-mpegurl",
+        headers={**_NO_CACHE, "Content-Disposition": 'inline; filename="playlist.m3u"'},
+    )
+
+
+def _attr(value: str) -> str:
+    """A value safe inside an M3U attribute and on one line."""
+    return " ".join(value.replace('"', "'").split())
+
+
+async def channels_api(request: Request) -> Response:
+    live, links = _live(request), links_for(request)
+    described = [await live.describe(channel, links, resolve=False) for channel in live.book.all()]
+    return JSONResponse({"channels": described}, headers=_NO_STORE)
+
+
+async def stream_api(request: Request) -> Response:
+    live = _live(request)
+    channel = live.channel(request.path_params["channel_id"])
+    described = await live.describe(channel, links_for(request), resolve=True)
+    return JSONResponse(described, headers=_NO_STORE)
+
+
+async def invalidate_api(request: Request) -> Response:
+    live = _live(request)
+    channel = live.channel(request.path_params["channel_id"])
+    live.book.reload_now()
+    await live.invalidate(channel)
+    return JSONResponse({"invalidated": channel.id}, headers=_NO_STORE)
+
+
+async def channel_master(request: Request) -> Response:
+    channel = _watched(request)
+    body = await _live(request).master_playlist(channel, links_for(request))
+    return _playlist_response(request, body)
+
+
+async def media_playlist(request: Request) -> Response:
+    svc = services(request)
+    params = request.path_params
+    payload = open_variant(svc.signer, params["channel_id"], params["token"])
+    channel = _watched(request)
+    body = await svc.live.media_playlist(channel, payload, links_for(request))
+    return _playlist_response(request, body)
+
+
+def _playlist_response(request: Request, body: str) -> Response:
+    services(request).metrics.relayed_bytes.labels("live_playlist").inc(len(body))
+    return Response(body, media_type=playlist.CONTENT_TYPE, headers=_NO_CACHE)
+
+
+async def media_relay(request: Request) -> Response:
+    svc = services(request)
+    params = request.path_params
+    payload = open_media(svc.signer, params["channel_id"], params["token"])
+    channel = _watched(request)
+    fetch = svc.live.media(channel, payload)
+    await fetch.ready()
+    counter = svc.metrics.relayed_bytes.labels("live_" + str(payload.get("k", "segment")))
+    return FetchResponse(
+        fetch, svc.settings.chunk_size, {"Cache-Control": "private, max-age=300"}, counter.inc
+    )
+
+
+async def channels_page(request: Request) -> Response:
+    live, links = _live(request), links_for(request)
+    rows: list[dict[str, Any]] = [
+        await live.describe(channel, links, resolve=False) for channel in live.book.all()
+    ]
+    m3u = links.url("/playlist.m3u")
+    return services(request).templates.render(
+        request, "channels.html", {"channels": rows, "m3u_url": m3u}
+    )

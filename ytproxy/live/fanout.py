@@ -1,0 +1,277 @@
+"""One upstream fetch for many viewers: shared fetches and a bounded segment buffer.
+
+A `Fetch` is one upstream body being received. Its producer (a task of its own, so a
+viewer going away does not cancel it for the others) appends bytes as they arrive;
+any number of readers stream it from the start, in fixed `chunk_size` pieces (the
+last one shorter), each piece sent as soon as it is complete. The first viewer is
+therefore streamed to while the segment arrives, and later viewers follow the same
+fetch or, once it is done, read the bytes kept in memory.
+
+`SegmentBuffer` keeps fetches by key (channel, stream, variant, media sequence) and
+drops the least recently used finished ones once their bytes pass the limit
+(`SEGMENT_BUFFER_MB`). A fetch that failed is forgotten at once so the next request
+tries again. The limit bounds what the buffer keeps, not what readers still hold.
+
+`Flights` is the in-process single-flight used for media playlists. `FetchResponse`
+is the ASGI response that streams a fetch to one client.
+
+This module knows nothing of HLS, tokens or channels.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
+from typing import Any, TypeVar
+
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from ..errors import ServiceUnavailable, UpstreamError, YtproxyError
+from ..metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class Fetch:
+    """One upstream body, shared by every reader."""
+
+    def __init__(self, key: str, on_grow: Callable[[int], None] | None = None) -> None:
+        self.key = key
+        self.data = bytearray()
+        self.content_type = "application/octet-stream"
+        self.length: int | None = None
+        self.done = False
+        self.answered = False
+        self.error: YtproxyError | None = None
+        self._started = asyncio.Event()
+        self._changed = asyncio.Event()
+        self._on_grow = on_grow
+
+    @property
+    def started(self) -> bool:
+        return self._started.is_set()
+
+    def start(self, content_type: str, length: int | None) -> None:
+        """The upstream answered: the status and headers clients get are decided."""
+        self.content_type, self.length = content_type, length
+        self.answered = True
+        self._started.set()
+
+    def feed(self, piece: bytes) -> None:
+        if piece:
+            self.data += piece
+            if self._on_grow is not None:
+                self._on_grow(len(piece))
+            self._wake()
+
+    def finish(self) -> None:
+        self.done = True
+        self._started.set()
+        self._wake()
+
+    def fail(self, error: YtproxyError) -> None:
+        self.error = error
+        self.finish()
+
+    def _wake(self) -> None:
+        # Readers wait on the event they saw; a new one is armed for the next change.
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    async def ready(self) -> None:
+        """Wait for the upstream's answer; raise its error if it failed before a byte."""
+        await self._started.wait()
+        if self.error is not None and not self.answered:
+            raise self.error
+
+    async def chunks(self, chunk_size: int) -> AsyncIterator[bytes]:
+        """The body from the start, in `chunk_size` pieces, as it arrives.
+
+        Ends early (after logging) if the fetch fails midway; the caller decides
+        how to tell its client.
+        """
+        position = 0
+        while True:
+            changed = self._changed
+            available = len(self.data) - position
+            if available >= chunk_size or (self.done and available > 0):
+                size = min(chunk_size, available)
+                yield bytes(self.data[position : position + size])
+                position += size
+                continue
+            if self.done:
+                if self.error is not None:
+                    raise self.error
+                return
+            await changed.wait()
+
+
+class SegmentBuffer:
+    """Fetches by key, the finished ones kept up to a byte limit (LRU)."""
+
+    def __init__(self, limit_bytes: int, metrics: Metrics) -> None:
+        self.limit_bytes = limit_bytes
+        self._metrics = metrics
+        self._entries: OrderedDict[str, Fetch] = OrderedDict()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.size = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: str, producer: Callable[[Fetch], Awaitable[None]]) -> tuple[Fetch, bool]:
+        """The fetch for `key`, starting `producer` if there is none; (fetch, started_now)."""
+        fetch = self._entries.get(key)
+        if fetch is not None:
+            self._entries.move_to_end(key)
+            return fetch, False
+        fetch = Fetch(key, self._grew)
+        self._entries[key] = fetch
+        task = asyncio.create_task(self._run(fetch, producer), name=f"fetch {key}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return fetch, True
+
+    async def _run(self, fetch: Fetch, producer: Callable[[Fetch], Awaitable[None]]) -> None:
+        try:
+            await producer(fetch)
+            fetch.finish()
+        except YtproxyError as exc:
+            fetch.fail(exc)
+        except asyncio.CancelledError:
+            fetch.fail(ServiceUnavailable("The gateway is shutting down", code="not_ready"))
+            raise
+        except Exception:
+            log.exception("segment fetch %s failed", fetch.key)
+            fetch.fail(UpstreamError("The segment could not be fetched"))
+        finally:
+            if fetch.error is not None:
+                self._forget(fetch)
+            self._evict()
+
+    def _grew(self, nbytes: int) -> None:
+        self.size += nbytes
+        self._metrics.segment_buffer_bytes.set(self.size)
+
+    def _forget(self, fetch: Fetch) -> None:
+        if self._entries.get(fetch.key) is fetch:
+            del self._entries[fetch.key]
+            self.size -= len(fetch.data)
+            self._metrics.segment_buffer_bytes.set(self.size)
+
+    def _evict(self) -> None:
+        for key in list(self._entries):
+            if self.size <= self.limit_bytes:
+                break
+            fetch = self._entries[key]
+            if fetch.done:
+                self._forget(fetch)
+
+    async def close(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._entries.clear()
+        self.size = 0
+        self._metrics.segment_buffer_bytes.set(0)
+
+
+class Flights:
+    """In-process single-flight: concurrent callers of one key share one run."""
+
+    def __init__(self) -> None:
+        self._running: dict[Hashable, asyncio.Future[Any]] = {}
+
+    async def run(self, key: Hashable, producer: Callable[[], Awaitable[T]]) -> T:
+        flight = self._running.get(key)
+        if flight is None:
+            flight = asyncio.ensure_future(producer())
+            self._running[key] = flight
+            flight.add_done_callback(lambda done: self._forget(key, done))
+        return await asyncio.shield(flight)
+
+    def _forget(self, key: Hashable, flight: asyncio.Future[Any]) -> None:
+        if self._running.get(key) is flight:
+            del self._running[key]
+        if not flight.cancelled():
+            flight.exception()  # retrieved, so an error nobody awaited is not reported
+
+    async def close(self) -> None:
+        flights = list(self._running.values())
+        for flight in flights:
+            flight.cancel()
+        await asyncio.gather(*flights, return_exceptions=True)
+
+
+class FetchResponse(Response):
+    """Streams a started `Fetch` to one client; the status is already decided (200).
+
+    If the fetch fails midway the response ends without its last message, so the
+    server closes the connection and the player sees a cut, not a short "complete"
+    segment. A client that disconnects stops only its own reading.
+    """
+
+    def __init__(
+        self,
+        fetch: Fetch,
+        chunk_size: int,
+        headers: dict[str, str],
+        on_bytes: Callable[[int], None],
+    ) -> None:
+        # Response.__init__ is not called: it would render a body; this one streams.
+        self.status_code = 200
+        self.background = None
+        self.fetch = fetch
+        self.chunk_size = chunk_size
+        self.extra_headers = headers
+        self.on_bytes = on_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = dict(self.extra_headers)
+        headers["content-type"] = self.fetch.content_type
+        if self.fetch.length is not None:
+            headers["content-length"] = str(self.fetch.length)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+            }
+        )
+        if scope["method"] == "HEAD":
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        streaming = asyncio.ensure_future(self._stream(send))
+        listening = asyncio.ensure_future(_wait_disconnect(receive))
+        try:
+            await asyncio.wait({streaming, listening}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (streaming, listening):
+                task.cancel()
+            for task in (streaming, listening):
+                with contextlib.suppress(asyncio.CancelledError, OSError):
+                    await task
+
+    async def _stream(self, send: Send) -> None:
+        try:
+            async for chunk in self.fetch.chunks(self.chunk_size):
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                self.on_bytes(len(chunk))
+        except YtproxyError as exc:
+            log.warning("segment %s cut short: %s", self.fetch.key, exc.code)
+            return
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _wait_disconnect(receive: Receive) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return

@@ -1,0 +1,82 @@
+"""The gateway's live URLs: the stable channel URL and the signed variant and media ones.
+
+Every URL a player gets is absolute (from `PUBLIC_BASE_URL`, else the request) and
+carries `?token=<ACCESS_TOKEN>` when one is set, because players fetch segments with
+no cookies or headers, and relative URIs would lose the query string.
+
+- `/live/{id}.m3u8`: stable, never expires; what the M3U lists.
+- `/live/{id}/p/{token}.m3u8`: a media playlist. The token names the channel and a
+  variant key (plus a bandwidth hint), never an upstream URL, so it stays valid
+  across re-resolutions; it is long-lived because players poll one for hours.
+- `/live/{id}/s/{token}.{ext}`: a segment, key, map or part. The token carries the
+  upstream URL (encrypted), the stream, variant and media sequence number, and
+  expires after `MEDIA_TOKEN_TTL`. The extension is the upstream one (`ts`, `m4s`,
+  `key`, ...) because some players choose a demuxer by it.
+
+This module seals and opens tokens (through `signing.Signer`); it fetches nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+from ..errors import Forbidden
+from ..signing import Signer
+
+VARIANT_PURPOSE = "live-variant"
+MEDIA_PURPOSE = "live-media"
+VARIANT_TOKEN_TTL = 30 * 86400
+MEDIA_TOKEN_TTL = 3600
+_EXT = re.compile(r"\.([A-Za-z0-9]{1,5})$")
+_DEFAULT_EXT = {"segment": "ts", "part": "ts", "key": "key", "map": "mp4"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Links:
+    signer: Signer
+    base_url: str  # no trailing slash
+    access_token: str | None
+
+    def url(self, path: str) -> str:
+        query = f"?{urlencode({'token': self.access_token})}" if self.access_token else ""
+        return f"{self.base_url}{path}{query}"
+
+    def master(self, channel_id: str) -> str:
+        return self.url(f"/live/{channel_id}.m3u8")
+
+    def variant(self, channel_id: str, key: str, bandwidth: int) -> str:
+        token = self.signer.seal(
+            VARIANT_PURPOSE, {"c": channel_id, "v": key, "b": bandwidth}, VARIANT_TOKEN_TTL
+        )
+        return self.url(f"/live/{channel_id}/p/{token}.m3u8")
+
+    def media(self, channel_id: str, payload: dict[str, Any], upstream_url: str) -> str:
+        kind = str(payload.get("k", "segment"))
+        token = self.signer.seal(MEDIA_PURPOSE, {**payload, "c": channel_id}, MEDIA_TOKEN_TTL)
+        return self.url(f"/live/{channel_id}/s/{token}.{media_extension(upstream_url, kind)}")
+
+
+def media_extension(upstream_url: str, kind: str) -> str:
+    path = urlsplit(upstream_url).path
+    match = _EXT.search(path.rsplit("/", 1)[-1])
+    return match.group(1).lower() if match else _DEFAULT_EXT.get(kind, "ts")
+
+
+def open_variant(signer: Signer, channel_id: str, token: str) -> dict[str, Any]:
+    payload = signer.open(VARIANT_PURPOSE, token)
+    _same_channel(payload, channel_id)
+    return payload
+
+
+def open_media(signer: Signer, channel_id: str, token: str) -> dict[str, Any]:
+    payload = signer.open(MEDIA_PURPOSE, token)
+    _same_channel(payload, channel_id)
+    return payload
+
+
+def _same_channel(payload: dict[str, Any], channel_id: str) -> None:
+    if payload.get("c") != channel_id:
+        raise Forbidden("This link is not valid", code="invalid_token")

@@ -1,0 +1,97 @@
+"""Talking to the stream's servers: fetching playlists, and what their answers mean.
+
+`fetch_text(http, url, ...)` gets a playlist (master or media) through the app's one
+aiohttp session, retrying transient failures (connection errors, 5xx, 429) with
+backoff, and raises `UpstreamGone` for 403/404/410, the answers googlevideo gives
+once a URL has expired or been revoked: the caller re-resolves the channel on that.
+
+Errors raised from here never carry the upstream URL, in their message or anywhere
+else, because their messages reach clients and the URL must not. Segments are
+fetched by `relay.py`, which streams them instead of reading them whole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+
+import aiohttp
+
+from ..errors import UpstreamError
+from ..metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+GONE = frozenset({403, 404, 410})
+PLAYLIST_TIMEOUT = aiohttp.ClientTimeout(total=15, connect=5, sock_read=10)
+_MAX_PLAYLIST_BYTES = 8 * 1024 * 1024
+
+
+class UpstreamGone(UpstreamError):
+    """The upstream URL answered 403, 404 or 410: expired, revoked, or moved on."""
+
+    default_code = "upstream_gone"
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"The stream's server refused the request ({status})")
+        self.upstream_status = status
+
+
+class TransientUpstream(Exception):
+    """An upstream answer worth retrying (5xx, 429); internal to the relay."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"upstream answered {status}")
+        self.upstream_status = status
+
+
+def backoff(attempt: int, cap: float = 2.0) -> float:
+    """Seconds to wait before retry number `attempt` (from 0), with jitter."""
+    return float(min(cap, 0.25 * 2**attempt) * random.uniform(0.5, 1.5))
+
+
+def unreachable() -> UpstreamError:
+    return UpstreamError("The stream's server could not be reached", code="upstream_error")
+
+
+async def fetch_text(
+    http: aiohttp.ClientSession,
+    url: str,
+    *,
+    kind: str,
+    metrics: Metrics,
+    attempts: int = 3,
+) -> tuple[str, str]:
+    """`(text, final_url)` of a playlist; `UpstreamGone` on 403/404/410."""
+    for attempt in range(attempts):
+        try:
+            async with http.get(url, timeout=PLAYLIST_TIMEOUT) as response:
+                metrics.upstream_requests.labels(kind, str(response.status)).inc()
+                if response.status in GONE:
+                    raise UpstreamGone(response.status)
+                if response.status == 429 or response.status >= 500:
+                    raise TransientUpstream(response.status)
+                if response.status != 200:
+                    raise UpstreamError(
+                        f"The stream's server answered {response.status}", code="upstream_error"
+                    )
+                if (response.content_length or 0) > _MAX_PLAYLIST_BYTES:
+                    raise UpstreamError("The stream's playlist is too large")
+                body = await response.read()
+                return body.decode("utf-8", errors="replace"), str(response.url)
+        except (aiohttp.ClientError, TimeoutError, TransientUpstream) as exc:
+            log.info("%s fetch failed (attempt %d): %s", kind, attempt + 1, _describe(exc))
+            if attempt == attempts - 1:
+                raise unreachable() from None
+            await asyncio.sleep(backoff(attempt))
+    raise AssertionError("unreachable")
+
+
+def _describe(exc: BaseException) -> str:
+    """An exception for the log, without the URL aiohttp puts in its messages."""
+    if isinstance(exc, TransientUpstream):
+        return str(exc)
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return f"{type(exc).__name__} {exc.status}"
+    return type(exc).__name__
