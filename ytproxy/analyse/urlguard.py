@@ -1,0 +1,127 @@
+"""The rules a URL must pass before the gateway asks yt-dlp to fetch it.
+
+`check_url(url, allow_private=..., proxied=...)` returns the URL, stripped, or raises:
+
+- `BadRequest invalid_url`: not a string, not http(s) (so no `file:`, `javascript:`,
+  `data:`, `ftp:`), no host, whitespace or control characters inside, a bad port;
+- `BadRequest url_too_long`: longer than `MAX_URL_LENGTH` characters;
+- `BadRequest unresolvable_host`: the host name does not resolve (unless a proxy is
+  configured: then the proxy resolves names and the gateway may not be able to);
+- `Forbidden forbidden_address`: the host is, or resolves to, an address that is not
+  globally routable: loopback, private (RFC 1918, unique-local IPv6), link-local
+  (which includes the 169.254.169.254 cloud metadata service), carrier-grade NAT,
+  multicast, reserved or unspecified, in IPv4, IPv6 or IPv4-mapped IPv6 form. Every
+  address the name resolves to is checked, not just the first.
+
+With `ALLOW_PRIVATE_NETWORKS` the address rules are skipped (the tests need this: their
+origin runs on 127.0.0.1); the scheme and length rules still apply.
+
+Limits, stated plainly. This is a check at submission time, not a firewall:
+
+- DNS rebinding: the name is resolved here and again, later, by yt-dlp; a hostile
+  DNS server can answer differently the second time.
+- Redirects and embedded URLs are not checked: yt-dlp follows HTTP redirects and
+  fetches manifests, players and pages named by the first response, wherever they
+  point. (The test origin itself works by redirecting.)
+- Through `GLOBAL_PROXY` the connection is made by the proxy, from its own network.
+A deployment that must keep yt-dlp away from internal services should also block
+them at the network level (an egress firewall, or a proxy that refuses them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import socket
+from urllib.parse import urlsplit
+
+from ..errors import BadRequest, Forbidden
+
+log = logging.getLogger(__name__)
+
+MAX_URL_LENGTH = 2048
+RESOLVE_TIMEOUT = 5.0
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+async def check_url(url: object, *, allow_private: bool, proxied: bool = False) -> str:
+    """Validate a submitted URL; see the module docstring for the rules."""
+    host = parse_http_url(url)
+    assert isinstance(url, str)
+    if not allow_private:
+        for address in await resolve(host, proxied=proxied):
+            if not is_public(address):
+                raise Forbidden(
+                    "This address is on a private or local network, which the gateway "
+                    "does not fetch from",
+                    code="forbidden_address",
+                )
+    return url.strip()
+
+
+def parse_http_url(url: object) -> str:
+    """The host of an http(s) URL, lower-cased; raises BadRequest for anything else."""
+    if not isinstance(url, str):
+        raise BadRequest("`url` must be a string", code="invalid_url")
+    url = url.strip()
+    if len(url) > MAX_URL_LENGTH:
+        raise BadRequest(f"The URL is longer than {MAX_URL_LENGTH} characters", code="url_too_long")
+    if not url or any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):
+        raise BadRequest("This is not a valid URL", code="invalid_url")
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a malformed port
+    except ValueError:
+        raise BadRequest("This is not a valid URL", code="invalid_url") from None
+    if parts.scheme.lower() not in {"http", "https"}:
+        raise BadRequest("Only http:// and https:// URLs can be analysed", code="invalid_url")
+    if not parts.hostname:
+        raise BadRequest("The URL has no host name", code="invalid_url")
+    return parts.hostname.lower()
+
+
+async def resolve(host: str, *, proxied: bool = False) -> list[IPAddress]:
+    """Every address `host` resolves to (a literal address is returned as it is)."""
+    literal = _literal(host)
+    if literal is not None:
+        return [literal]
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await asyncio.wait_for(
+            loop.getaddrinfo(host, None, type=socket.SOCK_STREAM), RESOLVE_TIMEOUT
+        )
+    except (OSError, TimeoutError, UnicodeError) as exc:
+        if proxied:
+            # The proxy resolves names itself; this host may exist only on its side.
+            log.debug("cannot resolve %s locally (%s); leaving it to the proxy", host, exc)
+            return []
+        raise BadRequest("The URL's host name does not resolve", code="unresolvable_host") from None
+    addresses: list[IPAddress] = []
+    for _family, _type, _proto, _canon, sockaddr in infos:
+        # Scoped IPv6 addresses come back as "fe80::1%eth0".
+        address = _literal(str(sockaddr[0]).split("%", 1)[0])
+        if address is not None:
+            addresses.append(address)
+    return addresses
+
+
+def is_public(address: IPAddress) -> bool:
+    """True for a globally routable unicast address."""
+    if isinstance(address, ipaddress.IPv6Address):
+        mapped = address.ipv4_mapped or address.sixtofour
+        if mapped is not None:
+            return is_public(mapped)
+    if address.is_multicast or address.is_unspecified or address.is_reserved:
+        return False
+    # is_global is False for loopback, RFC 1918, link-local (metadata), CGNAT, ULA,
+    # documentation and benchmarking ranges.
+    return address.is_global
+
+
+def _literal(host: str) -> IPAddress | None:
+    try:
+        return ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return None
