@@ -238,3 +238,28 @@ def test_ytdlp_age_is_read_from_its_version() -> None:
     assert "104 days old" in old["message"]
     assert "docker compose build --pull --no-cache app" in old["message"]
     assert check_ytdlp(dt.date(2026, 1, 1), "weird").status == "warning"
+
+
+def test_diagnostics_shows_each_channels_last_resolution(app_server, settings, tmp_path) -> None:
+    channels = tmp_path / "channels.toml"
+    channels.write_text(
+        '[[channel]]\nid = "gone"\nname = "Gone"\n'
+        f'url = "http://127.0.0.1:{closed_port()}/channel/gone/live"\n\n'
+        '[[channel]]\nid = "idle"\nname = "Idle"\nurl = "http://127.0.0.1:9/live"\n',
+        encoding="utf-8",
+    )
+    server = app_server(settings, channels_file=channels)
+    assert httpx.get(server.url("/live/gone.m3u8"), timeout=60).status_code >= 500
+    body = httpx.get(server.url("/api/diagnostics")).json()
+    rows = {row["id"]: row for row in body["channels"]}
+    assert rows["gone"]["status"] in {"error", "offline"}
+    assert rows["gone"]["code"]
+    assert rows["gone"]["checked_at"] > time.time() - 120
+    assert rows["idle"]["status"] == "not_resolved"
+    assert checks_of(body)["channels"]["details"] == {
+        "live": 0,
+        "enabled": 2,
+        "failed": 1 if rows["gone"]["status"] == "error" else 0,
+    }
+    page = httpx.get(server.url("/diagnostics"), headers={"Accept": "text/html"}).text
+    assert 'id="channel-resolutions"' in page and "not resolved yet" in page

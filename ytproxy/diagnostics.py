@@ -31,7 +31,7 @@ import os
 import re
 import time
 from pathlib import Path
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -87,15 +87,6 @@ class Check:
             "message": self.text.render(lang),
             "details": self.details,
         }
-
-
-@runtime_checkable
-class ReportsChannels(Protocol):
-    """What the live component offers the diagnostics: one dict per channel with `id`,
-    `name`, `enabled`, `status` (`live`, `offline`, `error`, `unknown`), and when
-    known `checked_at` (Unix time), `code` (the failure's code) and `expires_at`."""
-
-    async def channel_report(self) -> list[dict[str, Any]]: ...
 
 
 @dataclasses.dataclass
@@ -365,16 +356,26 @@ async def _check_ffmpeg(svc: Services) -> Check:
 
 
 async def check_channels(svc: Services) -> tuple[Check, list[dict[str, Any]]]:
-    live: object = getattr(svc, "live", None)
+    """Each channel's last resolution as the live component cached it; never resolves."""
     path = str(svc.settings.channels_file)
-    if not isinstance(live, ReportsChannels):
-        return Check("channels", "off", Text("channels.unavailable", {"path": path})), []
-    channels = [_channel_row(c) for c in await live.channel_report()]
-    enabled = [c for c in channels if c.get("enabled", True)]
+    live = svc.live
+    channels: list[dict[str, Any]] = []
+    for channel in live.book.all():
+        row: dict[str, Any] = {"id": channel.id, "name": channel.name, "enabled": channel.enabled}
+        resolution = await live.resolver.peek(channel)
+        failure = await live.resolver.peek_failure(channel)
+        if resolution is not None:
+            row.update(
+                status="live", checked_at=resolution.fetched_at, expires_at=resolution.expires_at
+            )
+        elif failure is not None:
+            row.update(failure)
+        channels.append(_channel_row(row))
+    enabled = [c for c in channels if c["enabled"]]
     if not enabled:
         return Check("channels", "off", Text("channels.none", {"path": path})), channels
-    up = sum(1 for c in enabled if c.get("status") == "live")
-    failed = sum(1 for c in enabled if c.get("status") == "error")
+    up = sum(1 for c in enabled if c["status"] == "live")
+    failed = sum(1 for c in enabled if c["status"] == "error")
     params = {"live": up, "total": len(enabled), "failed": failed}
     status: Status = "warning" if failed else "ok"
     details = {"live": up, "enabled": len(enabled), "failed": failed}
@@ -388,7 +389,7 @@ def _channel_row(reported: dict[str, Any]) -> dict[str, Any]:
         "id": str(reported.get("id", "")),
         "name": str(reported.get("name") or ""),
         "enabled": bool(reported.get("enabled", True)),
-        "status": str(reported.get("status") or "unknown"),
+        "status": str(reported.get("status") or "not_resolved"),
         "checked_at": checked,
         "checked_text": _utc(float(checked)) if checked else "",
         "code": reported.get("code"),
