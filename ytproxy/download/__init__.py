@@ -1,9 +1,34 @@
-"""Job two, second half: stream a chosen format, or a merged pair, to the user."""
+"""Job two, second half: stream a chosen format, or a merged pair, to the user.
+
+    endpoints.py   the routes: links, a merge's inputs, the transfer list
+    links.py       signed download and part tokens
+    response.py    the streaming ASGI response: status first, disconnects, clean-up
+    relay.py       one file in ranged pieces, resuming and re-extracting as needed
+    fragments.py   HLS/DASH fragments relayed as one stream
+    merge.py       video + audio muxed by ffmpeg on a pipe
+    upstream.py    a format's upstream URL, its requests and its renewal
+    transfers.py   the registry of active downloads and its limit
+    headers.py     Range, Content-Range, Content-Disposition, Content-Type
+
+Nothing here writes to disk, and nothing holds more than a few `CHUNK_SIZE` blocks
+per transfer.
+"""
 
 from __future__ import annotations
 
-from starlette.routing import BaseRoute
+from starlette.routing import BaseRoute, Route
+
+from . import endpoints
 
 
 def routes() -> list[BaseRoute]:
-    return []
+    return [
+        Route(
+            "/v1/download/part/{token}",
+            endpoints.download_part,
+            methods=["GET", "HEAD"],
+            name="download_part",
+        ),
+        Route("/v1/download/{token}", endpoints.download, methods=["GET", "HEAD"], name="download"),
+        Route("/v1/transfers", endpoints.transfers, methods=["GET"], name="transfers"),
+    ]

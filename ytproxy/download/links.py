@@ -5,6 +5,10 @@ carries the video's URL, the format id(s), the title and the container to delive
 and expires after `LINK_TTL`. Links are made when a result is served, not stored
 with it, so every response carries links with their full lifetime.
 
+`part_path(...)` makes the internal links a merge's ffmpeg reads its two inputs from
+(`/v1/download/part/<token>`); they name the merge's transfer and are only served
+while that transfer runs.
+
 This module only makes and reads links; `relay.py` and `merge.py` serve them.
 """
 
@@ -15,6 +19,8 @@ from typing import Any
 from ..signing import Signer
 
 PURPOSE = "download"
+# Inputs of a merge, read by ffmpeg through this gateway; useless without the merge.
+PART_PURPOSE = "download-part"
 
 
 def download_path(
@@ -33,3 +39,14 @@ def download_path(
 def read_link(signer: Signer, token: str) -> dict[str, Any]:
     """`{"u", "f", "t", "x"}` of a valid token; raises Forbidden otherwise."""
     return signer.open(PURPOSE, token)
+
+
+def part_path(signer: Signer, ttl: float, *, source_url: str, format_id: str, transfer: str) -> str:
+    """The internal URL ffmpeg reads one input of merge `transfer` from."""
+    payload = {"u": source_url, "f": format_id, "m": transfer}
+    return f"/v1/download/part/{signer.seal(PART_PURPOSE, payload, ttl)}"
+
+
+def read_part(signer: Signer, token: str) -> dict[str, Any]:
+    """`{"u", "f", "m"}` of a valid part token; raises Forbidden otherwise."""
+    return signer.open(PART_PURPOSE, token)

@@ -1,0 +1,161 @@
+"""The HTTP vocabulary of a download: client Range, Content-Range, file names, types.
+
+- `parse_range` reads the one kind of `Range` header downloads need (a single
+  `bytes=a-b`, `bytes=a-` or `bytes=-n`); anything else is ignored, as RFC 9110
+  allows, and the whole file is served.
+- `ByteRange.resolve(size)` turns it into a span of a file of known size, or raises
+  `RangeNotSatisfiable` (416 with `Content-Range: bytes */size`).
+- `content_disposition` makes `attachment; filename="ascii"; filename*=UTF-8''...`
+  (RFC 6266 / 5987), so a Chinese or emoji title survives in every browser and curl
+  `-OJ`, while old clients get a readable ASCII fallback.
+- `content_type` maps a container extension to its media type.
+
+Pure functions only: nothing here touches the network or knows about formats.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import unicodedata
+from urllib.parse import quote
+
+from ..errors import RangeNotSatisfiable
+
+_RANGE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
+_CONTENT_RANGE = re.compile(r"^\s*bytes\s+(?:(\d+)-(\d+)|\*)\s*/\s*(\d+|\*)\s*$", re.IGNORECASE)
+# Characters that break a quoted filename or mean a path on some system.
+_UNSAFE = re.compile(r'[\x00-\x1f\x7f"\\/:*?<>|;]+')
+_SPACES = re.compile(r"\s+")
+_MAX_NAME = 150
+
+_TYPES = {
+    "mp4": "video/mp4",
+    "m4v": "video/mp4",
+    "m4a": "audio/mp4",
+    "mov": "video/quicktime",
+    "webm": "video/webm",
+    "weba": "audio/webm",
+    "mkv": "video/x-matroska",
+    "mka": "audio/x-matroska",
+    "ts": "video/mp2t",
+    "3gp": "video/3gpp",
+    "flv": "video/x-flv",
+    "mp3": "audio/mpeg",
+    "ogg": "audio/ogg",
+    "opus": "audio/ogg",
+    "aac": "audio/aac",
+    "wav": "audio/wav",
+    "flac": "audio/flac",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ByteRange:
+    """A client's single byte range: `start` None means the last `end` bytes (suffix)."""
+
+    start: int | None
+    end: int | None
+
+    def resolve(self, size: int) -> tuple[int, int]:
+        """The `[start, stop)` span of a file of `size` bytes; 416 if it has none."""
+        if self.start is None:
+            assert self.end is not None
+            if self.end == 0 or size == 0:
+                raise _unsatisfiable(size)
+            return max(0, size - self.end), size
+        if self.start >= size:
+            raise _unsatisfiable(size)
+        stop = size if self.end is None else min(self.end + 1, size)
+        return self.start, stop
+
+
+def parse_range(header: str | None) -> ByteRange | None:
+    """The single byte range a `Range` header asks for, or None to serve everything."""
+    if not header:
+        return None
+    match = _RANGE.match(header)
+    if match is None:
+        return None  # multipart ranges and other units: the whole file (RFC 9110 §14.2)
+    first, last = match.groups()
+    if not first and not last:
+        return None
+    if not first:
+        return ByteRange(None, int(last))
+    start = int(first)
+    end = int(last) if last else None
+    if end is not None and end < start:
+        return None  # syntactically invalid: ignored, per the RFC
+    return ByteRange(start, end)
+
+
+def parse_content_range(header: str | None) -> tuple[int | None, int | None, int | None]:
+    """`(first, last, total)` of an upstream `Content-Range`; None for each unknown part."""
+    match = _CONTENT_RANGE.match(header or "")
+    if match is None:
+        return None, None, None
+    first, last, total = match.groups()
+    return (
+        int(first) if first is not None else None,
+        int(last) if last is not None else None,
+        int(total) if total and total != "*" else None,
+    )
+
+
+def content_range(start: int, stop: int, size: int | None) -> str:
+    return f"bytes {start}-{stop - 1}/{size if size is not None else '*'}"
+
+
+def _unsatisfiable(size: int) -> RangeNotSatisfiable:
+    return RangeNotSatisfiable(
+        f"The requested range is beyond the end of the file ({size} bytes)", size=size
+    )
+
+
+def safe_filename(title: str, ext: str) -> str:
+    """`title.ext` without path separators, control or quoting characters."""
+    name = _SPACES.sub(" ", _UNSAFE.sub("_", title)).strip(" ._") or "video"
+    if len(name) > _MAX_NAME:
+        name = name[:_MAX_NAME].rstrip(" ._")
+    clean_ext = re.sub(r"[^A-Za-z0-9]", "", ext)[:8]
+    return f"{name}.{clean_ext}" if clean_ext else name
+
+
+def ascii_filename(name: str) -> str:
+    """An ASCII rendering of `name` for clients that ignore `filename*`."""
+    decomposed = unicodedata.normalize("NFKD", name)
+    ascii_only = decomposed.encode("ascii", "ignore").decode("ascii")
+    stem, dot, ext = ascii_only.rpartition(".")
+    stem = _SPACES.sub(" ", stem if dot else ascii_only).strip(" ._-") or "video"
+    return f"{stem}.{ext}" if dot and ext else stem
+
+
+def content_disposition(title: str, ext: str) -> str:
+    name = safe_filename(title, ext)
+    fallback = ascii_filename(name)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
+
+
+def content_type(ext: str, *, audio_only: bool = False) -> str:
+    ext = ext.lower()
+    if audio_only and ext in {"webm", "mp4", "mkv"}:
+        return {"webm": "audio/webm", "mp4": "audio/mp4", "mkv": "audio/x-matroska"}[ext]
+    return _TYPES.get(ext, "application/octet-stream")
+
+
+@dataclasses.dataclass(frozen=True)
+class Naming:
+    """What a download is called: its title and container, as response headers."""
+
+    title: str
+    ext: str
+    audio_only: bool = False
+
+    def headers(self, ext: str | None = None) -> dict[str, str]:
+        chosen = ext or self.ext
+        return {
+            "Content-Type": content_type(chosen, audio_only=self.audio_only),
+            "Content-Disposition": content_disposition(self.title, chosen),
+            "Cache-Control": "no-store",
+            "X-Content-Type-Options": "nosniff",
+        }

@@ -1,0 +1,146 @@
+"""The ASGI response that streams a download and cleans up whatever happens.
+
+Every download body (`RangedRelay`, `FragmentRelay`, `MergedStream`) has the same
+life: `open()` does the upstream work that decides the status and headers, `chunks()`
+yields the body, `aclose()` releases the upstream connection or the ffmpeg process.
+`DownloadResponse` runs that life:
+
+- the transfer is registered first (429 when `MAX_CONCURRENT_DOWNLOADS` are running);
+- `open()` runs before `http.response.start`, so its errors (403, 404, 416, 502...)
+  are rendered as JSON like any other;
+- the body is pumped in a task while another task waits for `http.disconnect`:
+  uvicorn silently drops what is sent to a client that has gone, so without the
+  watcher a dead download would keep reading the upstream to the end;
+- `aclose()` and the transfer's end run in `finally` — not in a Starlette
+  `BackgroundTask`, which is skipped when the client disconnects;
+- an error after the first byte can only end the stream: the response is left
+  incomplete, and uvicorn closes the connection, so the client sees a short body (or
+  a chunked body without its final chunk) rather than a file that looks whole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Protocol
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from ..errors import YtproxyError
+from ..web import error_response
+from .transfers import Transfer
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class Head:
+    status: int
+    headers: dict[str, str]
+
+
+class Body(Protocol):
+    mode: str
+
+    async def open(self) -> Head: ...
+
+    def chunks(self) -> AsyncIterator[bytes]: ...
+
+    async def aclose(self) -> None: ...
+
+
+class DownloadResponse(Response):
+    """A Starlette response that runs one download body (see the module docstring)."""
+
+    def __init__(
+        self,
+        request: Request,
+        make_body: Callable[[Transfer], Body],
+        begin: Callable[[], Transfer],
+    ) -> None:
+        super().__init__(status_code=200)
+        self._request = request
+        self._make_body = make_body
+        self._begin = begin
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        head_only = scope["method"] == "HEAD"
+        try:
+            transfer = self._begin()
+        except YtproxyError as exc:
+            await error_response(self._request, exc)(scope, receive, send)
+            return
+        body = self._make_body(transfer)
+        pump = asyncio.create_task(self._pump(body, transfer, send, head_only))
+        watcher = asyncio.create_task(_wait_for_disconnect(receive))
+        transfer.task = pump
+        try:
+            await asyncio.wait({pump, watcher}, return_when=asyncio.FIRST_COMPLETED)
+            if pump.done():
+                error = pump.exception() if not pump.cancelled() else None
+                if error is not None and not transfer.started:
+                    if not isinstance(error, YtproxyError):
+                        log.error("download %s failed to open", transfer.id, exc_info=error)
+                        error = YtproxyError("Internal error; it has been logged")
+                    await error_response(self._request, error)(scope, receive, send)
+                    transfer.outcome = "rejected"
+                elif error is not None:
+                    transfer.outcome = "failed"
+                    log.warning("download %s ended early: %s", transfer.id, _describe(error))
+                elif pump.cancelled():
+                    transfer.outcome = "cancelled"
+            else:
+                transfer.outcome = "aborted"
+        finally:
+            for task in (pump, watcher):
+                task.cancel()
+            await asyncio.gather(pump, watcher, return_exceptions=True)
+            await body.aclose()
+            transfer.end()
+
+    @staticmethod
+    async def _pump(body: Body, transfer: Transfer, send: Send, head_only: bool) -> None:
+        head = await body.open()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": head.status,
+                "headers": [
+                    (k.lower().encode("latin-1"), v.encode("latin-1"))
+                    for k, v in head.headers.items()
+                ],
+            }
+        )
+        transfer.started = True
+        transfer.size = _length(head)
+        if head_only:
+            await send({"type": "http.response.body", "body": b""})
+            transfer.outcome = "completed"
+            return
+        async for chunk in body.chunks():
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            transfer.sent(len(chunk))
+        await send({"type": "http.response.body", "body": b""})
+        transfer.outcome = "completed"
+
+
+async def _wait_for_disconnect(receive: Receive) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+def _length(head: Head) -> int | None:
+    value = head.headers.get("Content-Length")
+    return int(value) if value is not None and value.isdigit() else None
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, YtproxyError):
+        return f"{error.code}: {error.message}"
+    return repr(error)

@@ -1,0 +1,179 @@
+"""One format's upstream: its current URL, the requests sent to it, and its renewal.
+
+`Upstream` holds the format's source record (URL, headers, protocol) and sends every
+request of a download through the app's one aiohttp session (so `GLOBAL_PROXY`
+applies), counting them in `upstream_requests{kind="download"}`. When the upstream
+says the URL is dead (403/404/410) and the relay decides it has expired, `renew()`
+re-extracts the video (`load_sources(refresh=True)`, single-flight, so a hundred
+downloads of one video share one extraction) and swaps in the new URL.
+
+`Attempts` is the retry budget of one transfer: failures without progress are
+counted and delayed with backoff, and progress resets the count, so a long download
+survives any number of spread-out drops but a dead upstream ends it quickly.
+
+This module does not read bodies or decide what a status means for a transfer; the
+relays do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
+
+import aiohttp
+
+from ..errors import NotFound, UpstreamError
+from ..sources import find_format, load_sources, url_key
+
+if TYPE_CHECKING:
+    from ..services import Services
+
+log = logging.getLogger(__name__)
+
+# Failures in a row (without a byte of progress) before a transfer gives up.
+MAX_FAILURES = 6
+# Re-extractions in a row without progress: a fresh URL that fails at once will not
+# be fixed by a third extraction.
+MAX_RENEWALS = 2
+_BACKOFF_BASE = 0.2
+_BACKOFF_MAX = 3.0
+# Errors that mean "the connection or the body broke": resume from the byte reached.
+NETWORK_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError)
+
+
+class Upstream:
+    def __init__(self, services: Services, source_url: str, fmt: dict[str, Any]) -> None:
+        self._services = services
+        self.source_url = source_url
+        self.fmt = fmt
+        self.renewals = 0
+
+    @property
+    def format_id(self) -> str:
+        return str(self.fmt.get("format_id", ""))
+
+    @property
+    def url(self) -> str:
+        return str(self.fmt["url"])
+
+    def headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        headers = {str(k): str(v) for k, v in (self.fmt.get("http_headers") or {}).items()}
+        # The app's session decompresses by default; media must arrive byte-exact.
+        headers["Accept-Encoding"] = "identity"
+        headers.update(extra or {})
+        return headers
+
+    def looks_expired(self) -> bool:
+        """True when the URL's own `expire=` (query or path) is in the past."""
+        parts = urlsplit(self.url)
+        values = parse_qs(parts.query).get("expire", [])
+        segments = parts.path.split("/")
+        if "expire" in segments[:-1]:
+            values.append(segments[segments.index("expire") + 1])
+        return any(v.isdigit() and int(v) <= time.time() for v in values)
+
+    async def get(
+        self, url: str | None = None, *, byte_range: tuple[int, int | None] | None = None
+    ) -> aiohttp.ClientResponse:
+        """Send a GET (the format's URL unless `url`); the caller must release the response."""
+        extra = {}
+        if byte_range is not None:
+            first, last = byte_range
+            extra["Range"] = f"bytes={first}-{'' if last is None else last}"
+        try:
+            response = await self._services.http.get(
+                url or self.url, headers=self.headers(extra), allow_redirects=True
+            )
+        except NETWORK_ERRORS:
+            self._count("error")
+            raise
+        self._count(str(response.status))
+        return response
+
+    async def renew(self) -> None:
+        """Re-extract the video and take this format's fresh URL."""
+        if self.renewals >= MAX_RENEWALS:
+            raise UpstreamError("The upstream keeps refusing this format's fresh URLs")
+        self.renewals += 1
+        log.info("format %s: upstream URL refused, re-extracting the source", self.format_id)
+        sources = await load_sources(self._services, self.source_url, refresh=True)
+        fmt = find_format(sources, self.format_id)
+        if fmt is not None and fmt.get("url") == self.fmt.get("url"):
+            # `refresh` reuses a copy made in the last few seconds, assuming another
+            # download just renewed it; this one holds the very URL that was refused.
+            await self._services.cache.delete(f"sources:{url_key(self.source_url)}")
+            sources = await load_sources(self._services, self.source_url, refresh=True)
+            fmt = find_format(sources, self.format_id)
+        if fmt is None:
+            raise NotFound(
+                "This format is no longer offered for the video", code="format_not_found"
+            )
+        self.fmt = fmt
+
+    def progressed(self) -> None:
+        self.renewals = 0
+
+    def _count(self, status: str) -> None:
+        self._services.metrics.upstream_requests.labels("download", status).inc()
+
+
+class Attempts:
+    """Failures without progress, with exponential backoff and jitter between them."""
+
+    def __init__(self, limit: int = MAX_FAILURES) -> None:
+        self.limit = limit
+        self.failures = 0
+
+    async def failed(self, reason: str) -> None:
+        self.failures += 1
+        if self.failures >= self.limit:
+            raise UpstreamError(f"The upstream failed {self.failures} times in a row: {reason}")
+        delay = min(_BACKOFF_MAX, _BACKOFF_BASE * 2 ** (self.failures - 1))
+        log.info("upstream failure %d (%s); retrying in %.1f s", self.failures, reason, delay)
+        await asyncio.sleep(delay * (0.5 + random.random() / 2))
+
+    def progressed(self) -> None:
+        self.failures = 0
+
+
+def release(response: aiohttp.ClientResponse | None) -> None:
+    """Give the connection back, or close it if the body was not read to the end."""
+    if response is None:
+        return
+    if response.content.at_eof():
+        response.release()
+    else:
+        # A half-read body leaves the connection unusable: close the socket now, so
+        # the upstream stops sending at once.
+        response.close()
+
+
+async def read_block(
+    response: aiohttp.ClientResponse, want: int
+) -> tuple[bytes, BaseException | bool]:
+    """`want` bytes of the body, or what arrived before it ended and why: `True` for a
+    clean EOF (the end of an unsized body, or a cut one), or the error. Bytes that
+    arrived before a failure are kept, so a resume starts exactly where they end."""
+    first = b""
+    buffer: bytearray | None = None
+    while True:
+        have = len(buffer) if buffer is not None else len(first)
+        if have >= want:
+            break
+        try:
+            data = await response.content.read(want - have)
+        except NETWORK_ERRORS as exc:
+            return bytes(buffer) if buffer is not None else first, exc
+        if not data:
+            return bytes(buffer) if buffer is not None else first, True
+        if not first and buffer is None:
+            first = data  # the common case: one read fills the block, no copy
+        else:
+            if buffer is None:
+                buffer = bytearray(first)
+            buffer += data
+    return (bytes(buffer) if buffer is not None else first), False
