@@ -190,3 +190,29 @@ def test_ytdlp_errors_map_to_stable_codes(error: DownloadError, code: str) -> No
     assert mapped.code == code
     assert "ERROR:" not in mapped.message
     assert "Traceback" not in mapped.message
+
+
+async def test_the_cookies_file_is_read_but_never_written(origin, tmp_path) -> None:
+    cookies = tmp_path / "cookies.txt"
+    original = "# Netscape HTTP Cookie File\n.example.com\tTRUE\t/\tFALSE\t0\tname\tvalue\n"
+    cookies.write_text(original)
+    cookies.chmod(0o444)
+    settings = Settings(secret_key="x" * 20, ytdlp_cookies_file=cookies, ytdlp_timeout=10)
+    extractor = Extractor(settings, Metrics())
+    try:
+        results = await asyncio.gather(*(extractor.extract(origin.vod_url) for _ in range(3)))
+    finally:
+        extractor.close()
+    assert all(r["formats"] for r in results)
+    assert cookies.read_text() == original
+    assert not list(tmp_path.glob("ytproxy-cookies-*"))
+
+
+async def test_an_unreadable_cookies_file_fails_with_a_clear_message(origin, tmp_path) -> None:
+    settings = Settings(secret_key="x" * 20, ytdlp_cookies_file=tmp_path / "missing.txt")
+    extractor = Extractor(settings, Metrics())
+    try:
+        with pytest.raises(ExtractionError, match="YTDLP_COOKIES_FILE"):
+            await extractor.extract(origin.vod_url)
+    finally:
+        extractor.close()

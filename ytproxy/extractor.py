@@ -18,13 +18,17 @@ when the socket timeout fires.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import random
 import re
+import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, Literal
 
 import yt_dlp
@@ -239,20 +243,50 @@ class Extractor:
 
 def _run_ytdlp(url: str, params: dict[str, Any]) -> dict[str, Any]:
     """Runs in a pool thread: one YoutubeDL for this call only."""
+    with _private_cookies(params.get("cookiefile")) as cookiefile:
+        if cookiefile is not None:
+            params = {**params, "cookiefile": cookiefile}
+        try:
+            with yt_dlp.YoutubeDL(params) as ydl:
+                info = ydl.extract_info(url, download=False)
+                if info is None:
+                    raise ExtractionError(_HUMAN["extraction_failed"])
+                if info.get("_type") in {"playlist", "multi_video"}:
+                    raise ExtractionError(
+                        _HUMAN["playlist_not_supported"], code="playlist_not_supported"
+                    )
+                return ydl.sanitize_info(info)  # type: ignore[no-any-return]
+        except _Cancelled:
+            raise ExtractionError(_HUMAN["upstream_timeout"], code="upstream_timeout") from None
+        except YoutubeDLError as exc:
+            raise classify(exc) from None
+
+
+@contextlib.contextmanager
+def _private_cookies(path: str | None) -> Iterator[str | None]:
+    """A private copy of the cookies file for one call.
+
+    yt-dlp writes its cookie jar back to `cookiefile` when it closes: with the real
+    file, concurrent calls would race on it and a read-only file would fail every call.
+    """
+    if path is None:
+        yield None
+        return
     try:
-        with yt_dlp.YoutubeDL(params) as ydl:
-            info = ydl.extract_info(url, download=False)
-            if info is None:
-                raise ExtractionError(_HUMAN["extraction_failed"])
-            if info.get("_type") in {"playlist", "multi_video"}:
-                raise ExtractionError(
-                    _HUMAN["playlist_not_supported"], code="playlist_not_supported"
-                )
-            return ydl.sanitize_info(info)  # type: ignore[no-any-return]
-    except _Cancelled:
-        raise ExtractionError(_HUMAN["upstream_timeout"], code="upstream_timeout") from None
-    except YoutubeDLError as exc:
-        raise classify(exc) from None
+        content = Path(path).read_bytes()
+    except OSError as exc:
+        raise ExtractionError(
+            f"The cookies file cannot be read ({exc.strerror}): check YTDLP_COOKIES_FILE",
+            code="extraction_failed",
+        ) from None
+    handle, copy = tempfile.mkstemp(prefix="ytproxy-cookies-", suffix=".txt")
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(content)
+        yield copy
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(copy)
 
 
 def classify(exc: BaseException) -> ExtractionError:

@@ -38,6 +38,7 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8000
     public_base_url: str | None = None
+    forwarded_allow_ips: str = "127.0.0.1"
     redis_url: str | None = None
     channels_file: Path = Path("channels.toml")
     cache_ttl: int = 3600
@@ -82,6 +83,7 @@ class Settings:
             host=reader.get("HOST", _nonempty, "127.0.0.1"),
             port=reader.get("PORT", _int_range(1, 65535), 8000),
             public_base_url=reader.get("PUBLIC_BASE_URL", _base_url, None),
+            forwarded_allow_ips=reader.get("FORWARDED_ALLOW_IPS", _nonempty, "127.0.0.1"),
             redis_url=reader.get("REDIS_URL", _redis_url, None),
             channels_file=reader.get("CHANNELS_FILE", Path, Path("channels.toml")),
             cache_ttl=reader.get("CACHE_TTL", _int_range(10, 7 * 86400), 3600),
