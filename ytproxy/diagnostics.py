@@ -4,8 +4,9 @@
 It checks, each with an explanation written for the person running the gateway:
 yt-dlp's version and age (read from the version, which is the release date), the
 JavaScript runtime yt-dlp finds, the PO-token provider, the proxy (one GET through
-the relay's own session to a harmless URL), the cookies file (readable, writable —
-yt-dlp rewrites it — and in Netscape format, with what is wrong when it is not),
+the relay's own session to a harmless URL), the cookies file (readable and in
+Netscape format, with what is wrong when it is not; the extractor gives yt-dlp a
+private copy, so the file itself may be read-only),
 Redis, ffmpeg, and each live channel's last resolution.
 
 Statuses: `ok`, `warning` (works, but something will bite), `error` (a part does not
@@ -27,7 +28,6 @@ import datetime as dt
 import importlib.metadata
 import json
 import logging
-import os
 import re
 import time
 from pathlib import Path
@@ -245,7 +245,7 @@ def without_credentials(url: str) -> str:
 
 
 def check_cookies(path: Path | None) -> Check:
-    """Is the file there, readable, writable, and a Netscape cookies.txt yt-dlp accepts?
+    """Is the file there, readable, and a Netscape cookies.txt yt-dlp accepts?
 
     Mirrors what yt-dlp does with it: the header line is required, and a line that is
     not a comment must have 7 tab-separated fields with a numeric expiry, or yt-dlp
@@ -301,8 +301,6 @@ def check_cookies(path: Path | None) -> Check:
                 expired += 1
     details.update(cookies=cookies, youtube_cookies=youtube, youtube_expired=expired)
     details["invalid_lines"] = [number for number, _ in bad[:20]]
-    writable = os.access(path, os.W_OK)
-    details["writable"] = writable
 
     if bad:
         first, reason = bad[0]
@@ -324,8 +322,6 @@ def check_cookies(path: Path | None) -> Check:
             Text("cookies.expired", {"path": shown, "count": youtube}),
             details,
         )
-    if not writable:
-        return Check("cookies", "warning", Text("cookies.read_only", {"path": shown}), details)
     params = {"path": shown, "count": youtube, "expired": expired}
     return Check("cookies", "ok", Text("cookies.ok", params), details)
 
