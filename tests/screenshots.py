@@ -1,0 +1,182 @@
+"""`make screenshots`: PNGs of every page at desktop and phone widths, for review.
+
+Starts the test origin (a local googlevideo imitation with ffmpeg-made media) and the
+app on ephemeral ports, drives Debian's Chromium through each page — the start page,
+a completed analysis of the origin's DASH video, an inline error, the live channels
+page, diagnostics (when the app has it), the login page and an error page — and writes
+`screenshots/<page>-<desktop|phone>[-zh].png` (the folder is git-ignored).
+
+Run: `python -m tests.screenshots [--out DIR] [--only NAME ...]`. This is a review
+aid, not a test: it asserts nothing beyond the pages loading, and prints what the
+browser complained about instead of failing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Error as PlaywrightError
+
+from tests.apps import TEST_SECRET, AppServer
+from tests.browser import BrowserLog, launch_chromium, new_context
+from tests.origin import Origin, generate_media
+from ytproxy.settings import Settings
+
+Shot = Callable[[Page, AppServer], None]
+
+CHANNELS = """\
+[[channel]]
+id = "news"
+name = "Morning News"
+url = "{live}"
+group = "News"
+description = "A live test stream from the local origin"
+
+[[channel]]
+id = "music"
+name = "音乐现场"
+url = "{music}"
+group = "Music"
+
+[[channel]]
+id = "offline"
+name = "Closed Studio"
+url = "{offline}"
+group = "News"
+"""
+
+
+def _start_page(page: Page, app: AppServer) -> None:
+    page.goto(app.url("/"))
+
+
+def _analyse(url: str) -> Shot:
+    def shot(page: Page, app: AppServer) -> None:
+        page.goto(app.url("/"))
+        page.get_by_label(_url_label(page)).fill(url)
+        page.locator("#analyse-form button[type=submit]").click()
+        page.locator(".task:not([data-state=pending]):not([data-state=running])").wait_for(
+            timeout=30_000
+        )
+        page.wait_for_load_state("networkidle")
+
+    return shot
+
+
+def _url_label(page: Page) -> str:
+    return page.locator("label[for=url]").inner_text()
+
+
+def _path(path: str) -> Shot:
+    def shot(page: Page, app: AppServer) -> None:
+        page.goto(app.url(path))
+        page.wait_for_load_state("networkidle")
+
+    return shot
+
+
+def _wrong_login(page: Page, app: AppServer) -> None:
+    page.goto(app.url("/"))
+    page.locator("#token").fill("not the token")
+    page.locator("form button[type=submit]").click()
+    page.locator("#login-wrong").wait_for()
+
+
+def _routes(app: AppServer) -> set[str]:
+    return {str(getattr(route, "name", "")) for route in app.app.routes}
+
+
+def take(browser: Browser, out: Path, name: str, app: AppServer, shot: Shot) -> list[str]:
+    problems: list[str] = []
+    for width, phone in (("desktop", False), ("phone", True)):
+        for lang in ("en", "zh"):
+            context = new_context(browser, phone=phone, locale="zh-CN" if lang == "zh" else "en-GB")
+            context.set_default_timeout(20_000)
+            log = BrowserLog()
+            page = context.new_page()
+            log.watch(page)
+            suffix = "-zh" if lang == "zh" else ""
+            target = out / f"{name}-{width}{suffix}.png"
+            try:
+                shot(page, app)
+            except PlaywrightError as exc:
+                # Still worth a picture: it shows where the page got stuck.
+                problems.append(f"{name} {width} {lang}: {exc.message.splitlines()[0]}")
+            try:
+                page.screenshot(path=str(target), full_page=True)
+                print(f"wrote {target}")
+            finally:
+                context.close()
+            problems += [f"{name} {width} {lang}: {p}" for p in log.problems]
+    return problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("screenshots"))
+    parser.add_argument("--only", nargs="*", help="page names to take (default: all)")
+    args = parser.parse_args(argv)
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+
+    with tempfile.TemporaryDirectory(prefix="ytproxy-shots-") as tmp:
+        print("making test media…")
+        media = generate_media(Path(tmp) / "media")
+        with Origin(media) as origin:
+            origin.set_offline("closed", True)
+            channels = Path(tmp) / "channels.toml"
+            channels.write_text(
+                CHANNELS.format(
+                    live=origin.channel_url("news"),
+                    music=origin.channel_url("music"),
+                    offline=origin.channel_url("closed"),
+                ),
+                encoding="utf-8",
+            )
+            settings = Settings(
+                secret_key=TEST_SECRET,
+                allow_private_networks=True,
+                channels_file=channels,
+                ytdlp_timeout=10,
+                ytdlp_max_retries=1,
+                analyze_rate_limit=0,
+            )
+            app = AppServer(settings).start()
+            locked = AppServer(settings.replace(access_token="screenshots")).start()
+            try:
+                pages: list[tuple[str, AppServer, Shot]] = [
+                    ("start", app, _start_page),
+                    ("result", app, _analyse(origin.dash_url)),
+                    ("bad-url", app, _analyse("http://127.0.0.1:1/watch?v=nothing")),
+                    ("login", locked, _path("/login")),
+                    ("login-wrong", locked, _wrong_login),
+                    ("not-found", app, _path("/no/such/page")),
+                ]
+                names = _routes(app)
+                if "channels" in names:
+                    pages.append(("channels", app, _path("/channels")))
+                if "diagnostics" in names:
+                    pages.append(("diagnostics", app, _path("/diagnostics")))
+                if args.only:
+                    pages = [p for p in pages if p[0] in args.only]
+                problems: list[str] = []
+                with sync_playwright() as playwright:
+                    browser = launch_chromium(playwright)
+                    for name, server, shot in pages:
+                        problems += take(browser, out, name, server, shot)
+                    browser.close()
+            finally:
+                locked.stop()
+                app.stop()
+    for problem in problems:
+        print("browser:", problem, file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
