@@ -131,6 +131,10 @@ class Transfers:
     def get(self, transfer_id: str) -> Transfer | None:
         return self._active.get(transfer_id)
 
+    def __len__(self) -> int:
+        """Every registered transfer, a merge's inputs included."""
+        return len(self._active)
+
     def count(self) -> int:
         return sum(1 for t in self._active.values() if t.parent is None)
 
