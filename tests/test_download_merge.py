@@ -208,3 +208,16 @@ async def open_upstream(server: AppServer) -> int:
 async def registered(server: AppServer) -> int:
     """Transfers registered on the server, a merge's inputs included."""
     return len(server.services.transfers)
+
+
+def test_merge_works_behind_an_access_token(
+    app_server: Callable[..., AppServer], settings: Settings, origin: Origin, media: Media,
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    server = app_server(settings, download_piece_size=PIECE, access_token="family-secret-1")
+    url = link(server, origin.dash_url, ["133", "140"], "mp4")
+    assert httpx.get(url, timeout=30).status_code == 401
+    out = tmp_path / "merged.mp4"
+    response = download(url + "?token=family-secret-1", out)
+    assert response.status_code == 200
+    check_pair(out, media, "h264", "aac")
