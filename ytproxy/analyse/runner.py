@@ -187,10 +187,13 @@ class TaskRunner:
             await cache.delete(task_key(task.task_id))
             return joined
         if await cache.get(result_key(url_hash)) is not None:
-            # A task elsewhere finished between our first look and the lease.
-            await cache.delete(task_key(task.task_id))
+            # A task elsewhere finished between our first look and the lease. Others
+            # may have joined this task already, so it completes rather than vanishes.
+            task.complete(result_key(url_hash))
+            await self._save(task, force=True)
             await self._release(task)
-            return await self._from_cache(url, url_hash)
+            self._services.metrics.tasks.labels("completed").inc()
+            return task.task_id
         self._accept(task)
         return task.task_id
 
