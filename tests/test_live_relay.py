@@ -18,6 +18,8 @@ import pytest
 
 from tests.apps import AppServer
 from tests.origin import Origin
+from ytproxy.app import create_app
+from ytproxy.live.channels import ChannelsError
 from ytproxy.settings import Settings
 
 MASTER_TYPE = "application/vnd.apple.mpegurl"
@@ -338,3 +340,17 @@ def test_api_channels_and_m3u_never_wait_on_ytdlp_and_stream_api_resolves(
         assert client.get(server.url("/live/sports.m3u8")).status_code == 200
         page = client.get(server.url("/channels"))
         assert page.status_code == 200 and "Channel sports" in page.text
+
+
+async def test_a_bad_channels_file_stops_start_up_naming_channel_and_field(
+    channels_file: Path, settings: Settings
+) -> None:
+    channels_file.write_text(
+        '[[channel]]\nid = "ok"\nname = "OK"\nurl = "https://www.youtube.com/@ok/live"\n\n'
+        '[[channel]]\nid = "bad"\nname = "Bad"\nurl = "youtube.com/@bad/live"\n',
+        encoding="utf-8",
+    )
+    app = create_app(settings)
+    with pytest.raises(ChannelsError, match=r"channel #2 'bad': field 'url'"):
+        async with app.router.lifespan_context(app):
+            pass

@@ -150,6 +150,16 @@ class Resolution:
     def from_json(cls, data: dict[str, Any]) -> Resolution:
         return cls(**data)
 
+    @classmethod
+    def from_cache(cls, data: Any) -> Resolution | None:
+        """A cached entry, or None if it is absent or from another version's layout."""
+        if not isinstance(data, dict):
+            return None
+        try:
+            return cls(**data)
+        except TypeError:
+            return None
+
     def variant_url(self, key: str, bandwidth_hint: int = 0) -> tuple[str, str]:
         """`(key, url)` of a variant; the nearest by bandwidth if `key` is gone."""
         if key in self.variants:
@@ -230,8 +240,7 @@ class Resolver:
 
     async def peek(self, channel: Channel) -> Resolution | None:
         """The cached resolution, if any; never extracts."""
-        data = await self._svc.cache.get(self._key(channel))
-        return Resolution.from_json(data) if data else None
+        return Resolution.from_cache(await self._svc.cache.get(self._key(channel)))
 
     async def peek_failure(self, channel: Channel) -> dict[str, Any] | None:
         found: dict[str, Any] | None = await self._svc.cache.get(self._key(channel) + ":failed")
@@ -239,10 +248,10 @@ class Resolver:
 
     async def current(self, channel: Channel) -> Resolution:
         """The cached resolution, or a new one (one extraction for all callers)."""
-        data = await self._svc.cache.get(self._key(channel))
-        if data:
+        cached = Resolution.from_cache(await self._svc.cache.get(self._key(channel)))
+        if cached is not None:
             self._svc.metrics.cache_hits.labels("live_stream").inc()
-            return Resolution.from_json(data)
+            return cached
         failure = await self.peek_failure(channel)
         if failure is not None:
             self._svc.metrics.cache_hits.labels("live_stream").inc()
@@ -271,9 +280,9 @@ class Resolver:
         self, channel: Channel, reason: str, newer_than: float | None
     ) -> dict[str, Any]:
         cache, key = self._svc.cache, self._key(channel)
-        cached: dict[str, Any] | None = await cache.get(key)
-        if cached and (newer_than is None or cached["fetched_at"] > newer_than):
-            return cached  # another caller resolved it while we were on our way
+        cached = Resolution.from_cache(await cache.get(key))
+        if cached is not None and (newer_than is None or cached.fetched_at > newer_than):
+            return cached.to_json()  # another caller resolved it while we were on our way
         failure = await self.peek_failure(channel)
         if failure is not None:
             raise failure_error(failure)
@@ -293,6 +302,12 @@ class Resolver:
         except YtproxyError as exc:
             await self._remember_failure(channel, exc.code)
             raise failure_error({"code": exc.code}) from None
+        except Exception:
+            # A resolution runs apart from any request (a shared flight, a watcher):
+            # this is its outer edge, and an unexpected error must not become a 500.
+            log.exception("resolving channel %s failed unexpectedly", channel.id)
+            await self._remember_failure(channel, "extraction_failed")
+            raise failure_error({"code": "extraction_failed"}) from None
         resolution = make_resolution(
             channel.id, choice, master, base_url, fetched_at, self._svc.settings.cache_ttl
         )
