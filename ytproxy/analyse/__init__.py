@@ -25,5 +25,8 @@ from . import endpoints
 def routes() -> list[BaseRoute]:
     return [
         Route("/v1/analyze", endpoints.analyze, methods=["POST"], name="analyze"),
-        Route("/v1/tasks/{task_id}", endpoints.task_status, methods=["GET"], name="task_status"),
+        # `path`, so that any id under /v1/tasks/ (slashes too) is answered task_not_found.
+        Route(
+            "/v1/tasks/{task_id:path}", endpoints.task_status, methods=["GET"], name="task_status"
+        ),
     ]
