@@ -233,3 +233,22 @@ async def test_a_slow_client_holds_the_upstream_back_and_a_big_file_arrives_inta
         f"bytes={10 * 1024 * 1024}-{20 * 1024 * 1024 - 1}",
     ]
     assert len(pieces) == BIG // (10 * 1024 * 1024) + 1
+
+
+async def test_a_wrong_filesize_from_ytdlp_gives_way_to_the_upstreams_own_size(
+    gateway: AppServer, upstream: Upstream
+) -> None:
+    fmt = {
+        "format_id": "file", "url": f"{upstream.base}/seg/1", "protocol": "https", "ext": "m4a",
+        "filesize": 999, "vcodec": "none", "acodec": "mp4a.40.2",
+    }  # fmt: skip
+    publish(gateway, "https://video.test/file", [fmt])
+    url = link(gateway, "https://video.test/file", "file", ext="m4a")
+    async with httpx.AsyncClient(timeout=30) as client:
+        whole = await client.get(url)
+        tail = await client.get(url, headers={"Range": "bytes=-100"})
+    assert whole.headers["content-length"] == str(len(SEGMENTS[1]))
+    assert whole.content == SEGMENTS[1]
+    assert whole.headers["content-type"] == "audio/mp4"
+    assert tail.status_code == 206 and tail.content == SEGMENTS[1][-100:]
+    assert tail.headers["content-range"] == f"bytes 63900-63999/{len(SEGMENTS[1])}"

@@ -78,36 +78,39 @@ class RangedRelay:
         rng = self._range
         if self.size is None and (self._head_only or (rng is not None and rng.start is None)):
             await self._learn_size()
-        stop: int | None
-        if self.size is not None:
-            start, stop = rng.resolve(self.size) if rng else (0, self.size)
-        else:
-            # Only an open-ended or explicit `bytes=a-b` gets here (a suffix needs a size).
-            start = rng.start if rng is not None and rng.start is not None else 0
-            stop = rng.end + 1 if rng is not None and rng.end is not None else None
-        self.position, self._stop = start, stop
+        start, stop = self._span()
         if not self._head_only:
+            self.position, self._stop = start, stop
             if not await self._open_piece():
-                if self.size == 0 and rng is None:
-                    self._stop = 0
-                else:
-                    raise RangeNotSatisfiable(
-                        "The requested range is beyond the end", size=self.size
-                    )
-            if self.size is not None:
-                self._stop = min(self._stop if self._stop is not None else self.size, self.size)
+                if self.size != 0 or rng is not None:
+                    raise RangeNotSatisfiable("The range is beyond the end", size=self.size)
+                start = stop = 0  # an empty file
+            # The first piece's Content-Range has the real size (yt-dlp's `filesize`
+            # can be wrong); a suffix range's start depends on it.
+            new_start, stop = self._span() if self.size is not None else (start, stop)
+            if new_start != start:
+                self._drop_response()
+                start = self.position = new_start
+            self._stop = stop
         headers = {**self._naming.headers(), "Accept-Ranges": "bytes"}
-        stop = self._stop
         if stop is not None:
             headers["Content-Length"] = str(stop - start)
         if rng is None:
             return Head(200, headers)
         if stop is None:
-            raise UpstreamError(
-                "The upstream does not say how big this file is; ranges cannot work"
-            )
+            raise UpstreamError("The upstream does not say how big this file is")
         headers["Content-Range"] = content_range(start, stop, self.size)
         return Head(206, headers)
+
+    def _span(self) -> tuple[int, int | None]:
+        """`[start, stop)` of what the client asked for, as far as the size is known."""
+        rng = self._range
+        if self.size is not None:
+            return rng.resolve(self.size) if rng else (0, self.size)
+        # Only an open-ended or explicit `bytes=a-b` gets here (a suffix needs a size).
+        start = rng.start if rng is not None and rng.start is not None else 0
+        stop = rng.end + 1 if rng is not None and rng.end is not None else None
+        return start, stop
 
     async def chunks(self) -> AsyncIterator[bytes]:
         while self._stop is None or self.position < self._stop:
