@@ -331,15 +331,24 @@ class TaskRunner:
             await cache.delete(key)
 
     async def _save(self, task: Task, *, force: bool = False) -> None:
-        """Write the task's current record. Writes of one task are serialised and each
-        takes its snapshot when it runs, so the last write always holds the latest state."""
+        """Write the task's current record. Writes of a task running here are serialised
+        and each takes its snapshot when it runs, so the last write holds the latest
+        state; a task not (or no longer) registered here has no other writer."""
+        if not force and task.finished:
+            return  # a late progress write: the final record is (being) written
+        if task.task_id not in self._tasks:
+            await self._write(task)
+            return
         lock = self._locks.setdefault(task.task_id, asyncio.Lock())
         async with lock:
             if not force and task.finished:
                 return
             self._saved_at[task.task_id] = time.monotonic()
-            ttl = self._services.settings.result_ttl
-            await self._services.cache.set(task_key(task.task_id), task.record(), ttl)
+            await self._write(task)
+
+    async def _write(self, task: Task) -> None:
+        ttl = self._services.settings.result_ttl
+        await self._services.cache.set(task_key(task.task_id), task.record(), ttl)
 
     async def _load(self, task_id: str) -> dict[str, Any] | None:
         record = await self._services.cache.get(task_key(task_id))
