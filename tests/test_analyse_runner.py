@@ -158,3 +158,18 @@ def test_a_task_whose_instance_died_is_reported_lost(start_app) -> None:
     server.call(lambda: server.services.cache.set(task_key(task_id), record, 60))
     body = httpx.get(server.url(f"/v1/tasks/{task_id}")).json()
     assert (body["state"], body["error"]["code"], body["result"]) == ("failed", "task_lost", None)
+
+
+def test_live_resolution_does_not_wait_behind_queued_analyses(start_app, origin) -> None:
+    server = start_app(max_concurrent_ytdlp_requests=2, max_concurrent_analyses=1)
+    origin.add_latency("/watch/", 6.0)
+    with httpx.Client(base_url=server.base_url) as client:
+        ids = [submit(client, f"{origin.dash_url}?n={n}") for n in range(3)]
+        wait(client, ids[0], {"running"})
+        info = server.call(
+            lambda: server.services.extractor.extract(origin.channel_url("lane"), lane="live")
+        )
+        states = [poll(client, task_id)["state"] for task_id in ids]
+    assert info["is_live"] is True
+    # The channel resolved while the analyses still held their slot and their queue.
+    assert states == ["running", "pending", "pending"]
