@@ -208,3 +208,17 @@ async def test_redis_cache_serves_locally_while_redis_is_down_and_recovers(
         assert await cache._redis.get("ytproxy:after") == "3"
     finally:
         await cache.close()
+
+
+async def test_a_burst_of_concurrent_calls_waits_for_connections_instead_of_degrading(
+    redis_url: str,
+) -> None:
+    cache = RedisCache(redis_url)
+    try:
+        await asyncio.gather(*(cache.set(f"k{i}", i, ttl=60) for i in range(400)))
+        values = await asyncio.gather(*(cache.get(f"k{i}") for i in range(400)))
+        assert values == list(range(400))
+        assert cache.available, "a burst must not look like Redis being down"
+        assert await cache._redis.get("ytproxy:k399") == "399"
+    finally:
+        await cache.close()

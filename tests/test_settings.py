@@ -166,3 +166,23 @@ def test_python_app_py_serves_the_page_and_health_with_no_redis(tmp_path: Path) 
         process.terminate()
         process.wait(timeout=15)
     assert "SECRET_KEY is not set" in (process.stderr.read() if process.stderr else "")
+
+
+def test_python_app_py_stops_with_one_line_on_a_bad_channels_file(tmp_path: Path) -> None:
+    channels = tmp_path / "channels.toml"
+    channels.write_text('[[channel]]\nid = "bad id!"\nname = "x"\nurl = "https://e.com/live"\n')
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    env["CHANNELS_FILE"] = str(channels)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "app.py")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "channel #1" in lines[0]
+    assert "'id'" in lines[0]

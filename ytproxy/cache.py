@@ -181,13 +181,18 @@ class RedisCache(Cache):
 
     def __init__(self, url: str) -> None:
         super().__init__()
-        self._redis = aioredis.Redis.from_url(
+        # A blocking pool: under a burst, callers wait for a connection instead of getting
+        # "Too many connections", which would look like Redis being down.
+        pool = aioredis.BlockingConnectionPool.from_url(
             url,
+            max_connections=256,
+            timeout=5,
             socket_connect_timeout=1.0,
             socket_timeout=2.0,
             health_check_interval=5,
             decode_responses=True,
         )
+        self._redis = aioredis.Redis.from_pool(pool)
         self._local = MemoryCache()
         self._down_until = 0.0
         self._was_down = False

@@ -1,7 +1,7 @@
 """`python app.py`: read the settings, set up logging, serve with uvicorn.
 
-A bad setting stops start-up with one line on stderr naming the variable, and exit
-status 2; no traceback.
+A bad setting, or a bad channels file, stops start-up with one line on stderr naming
+the variable (or the channel and field), and exit status 2; no traceback.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import sys
 import uvicorn
 
 from .app import create_app
+from .live.channels import ChannelsError, load_channels
 from .logs import configure_logging
 from .settings import Settings, SettingsError, load_environment
 
@@ -24,6 +25,11 @@ def main() -> None:
         settings = Settings.from_env(load_environment())
     except SettingsError as exc:
         sys.stderr.write(f"ytproxy: invalid setting: {exc}\n")
+        raise SystemExit(2) from None
+    try:
+        load_channels(settings.channels_file)
+    except ChannelsError as exc:
+        sys.stderr.write(f"ytproxy: invalid channels file: {exc}\n")
         raise SystemExit(2) from None
     configure_logging(settings)
     if settings.access_token is None and not _is_loopback(settings.host):
