@@ -277,6 +277,20 @@ def test_htmx_submission_returns_a_fragment_that_polls_until_the_result_card(
     assert "hx-get" not in failed
 
 
+def test_htmx_submission_of_a_cached_url_returns_the_result_card_with_links(
+    start_app, origin
+) -> None:
+    server = start_app()
+    with httpx.Client(base_url=server.base_url) as client:
+        analyse(client, origin.dash_url)
+        response = client.post(
+            "/v1/analyze", data={"url": origin.dash_url}, headers={"HX-Request": "true"}
+        )
+    assert response.status_code == 202
+    assert 'data-state="completed"' in response.text
+    assert "/v1/download/" in response.text and "hx-get" not in response.text
+
+
 def test_start_page_form_posts_to_analyze_with_htmx(start_app) -> None:
     server = start_app()
     page = httpx.get(server.url("/"), headers={"Accept": "text/html"}).text

@@ -61,6 +61,9 @@ async def analyze(request: Request) -> Response:
     if _is_htmx(request):
         status = await svc.analyse.status(task_id)
         if status is not None:
+            # A cached URL completes at once: its result card needs its download links.
+            if status["result"] is not None:
+                status["result"] = with_links(svc, status["url"], status["result"])
             return _fragment(request, svc, status, 202, headers)
     return JSONResponse(
         {"task_id": task_id, "status_url": status_url}, status_code=202, headers=headers
