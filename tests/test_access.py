@@ -2,7 +2,7 @@
 
 The tests walk `app.routes` (into Mounts), so a route added later is covered without
 anyone remembering to add it here. For every route and method but the open ones
-(/health, /ready, the login page, static files):
+(/health, /ready, the login page, static files, and a running merge's signed inputs):
 
 - without the token: `401 auth_required` as JSON, or for a browser asking for an HTML
   page, a 303 to the login page that brings it back afterwards;
@@ -56,7 +56,7 @@ def route_table(server: AppServer) -> list[tuple[str, str, str]]:
 
 
 def is_open(path: str) -> bool:
-    return path in OPEN or path.startswith("/static/")
+    return path in OPEN or path.startswith(("/static/", "/v1/download/part/"))
 
 
 def test_the_route_table_includes_every_job(guarded: AppServer) -> None:

@@ -4,7 +4,7 @@ An analysis stores two things under the hash of the normalised URL: the public
 result (what clients see, `ytproxy.analyse`) and, here, the *sources*: for each
 format its upstream URL, headers, protocol and size. Sources never leave the server;
 the download relay reads them to fetch bytes, and calls `load_sources(...,
-refresh=True)` when the upstream says the URLs expired, which re-extracts once
+newer_than=...)` when the upstream says the URLs expired, which re-extracts once
 (single-flight) for everybody downloading that video.
 
 This module does not classify formats or decide what clients see.
@@ -85,15 +85,18 @@ async def store_sources(services: Services, url: str, info: dict[str, Any]) -> d
     return sources
 
 
-async def load_sources(services: Services, url: str, *, refresh: bool = False) -> dict[str, Any]:
+async def load_sources(
+    services: Services, url: str, *, newer_than: float | None = None
+) -> dict[str, Any]:
     """The sources of `url`, from the cache or a fresh extraction (shared by all callers).
 
-    With `refresh`, a cached copy fetched in the last few seconds is reused (another
-    download already refreshed it); older copies are replaced.
+    `newer_than` is for a caller whose URLs the upstream refused: a cached copy fetched
+    at or before that time holds the same dead URLs and is replaced, while a copy that
+    another caller refreshed since is reused.
     """
     key = f"sources:{url_key(url)}"
     cached = await services.cache.get(key)
-    if cached is not None and (not refresh or time.time() - cached.get("fetched_at", 0) < 10):
+    if cached is not None and (newer_than is None or cached.get("fetched_at", 0) > newer_than):
         services.metrics.cache_hits.labels("sources").inc()
         return dict(cached)
     services.metrics.cache_misses.labels("sources").inc()
@@ -107,7 +110,8 @@ async def load_sources(services: Services, url: str, *, refresh: bool = False) -
 
 
 def find_format(sources: dict[str, Any], format_id: str) -> dict[str, Any] | None:
+    """The format's source record, with the `fetched_at` of the copy it came from."""
     for fmt in sources.get("formats", []):
         if fmt.get("format_id") == format_id:
-            return dict(fmt)
+            return {**fmt, "fetched_at": sources.get("fetched_at", 0)}
     return None

@@ -163,9 +163,6 @@ def _merge(
     container = choose_container(video.get("vcodec"), audio.get("acodec"), wanted)
     naming = Naming(title, container)
     base = loopback_base(request, svc.settings)
-    token = svc.settings.access_token
-    # ffmpeg reaches this gateway like any client, so it carries the access token.
-    input_headers = f"Authorization: Bearer {token}\r\n" if token else None
 
     def make_body(transfer: Transfer) -> Body:
         inputs = [
@@ -178,7 +175,6 @@ def _merge(
         return MergedStream(
             ffmpeg=ffmpeg.path or "ffmpeg",
             inputs=inputs,
-            input_headers=input_headers,
             container=container,
             naming=naming,
             chunk_size=svc.settings.chunk_size,

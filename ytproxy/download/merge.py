@@ -80,13 +80,9 @@ def choose_container(vcodec: str | None, acodec: str | None, wanted: str | None)
     return "mp4" if mp4_ok else "mkv"
 
 
-def ffmpeg_command(
-    ffmpeg: str, inputs: list[str], container: str, input_headers: str | None
-) -> list[str]:
+def ffmpeg_command(ffmpeg: str, inputs: list[str], container: str) -> list[str]:
     command = [ffmpeg, "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error"]
     for url in inputs:
-        if input_headers:
-            command += ["-headers", input_headers]
         command += ["-rw_timeout", _RW_TIMEOUT, "-i", url]
     command += ["-map", "0:v:0", "-map", "1:a:0", "-c", "copy", *_MUXERS[container], "pipe:1"]
     return command
@@ -100,14 +96,13 @@ class MergedStream:
         *,
         ffmpeg: str,
         inputs: list[str],
-        input_headers: str | None,
         container: str,
         naming: Naming,
         chunk_size: int,
         transfer: Transfer,
         head_only: bool = False,
     ) -> None:
-        self._command = ffmpeg_command(ffmpeg, inputs, container, input_headers)
+        self._command = ffmpeg_command(ffmpeg, inputs, container)
         self._container = container
         self._naming = naming
         self._chunk = chunk_size

@@ -4,7 +4,7 @@
 request of a download through the app's one aiohttp session (so `GLOBAL_PROXY`
 applies), counting them in `upstream_requests{kind="download"}`. When the upstream
 says the URL is dead (403/404/410) and the relay decides it has expired, `renew()`
-re-extracts the video (`load_sources(refresh=True)`, single-flight, so a hundred
+re-extracts the video (`load_sources(newer_than=...)`, single-flight, so a hundred
 downloads of one video share one extraction) and swaps in the new URL.
 
 `Attempts` is the retry budget of one transfer: failures without progress are
@@ -27,7 +27,7 @@ from urllib.parse import parse_qs, urlsplit
 import aiohttp
 
 from ..errors import NotFound, UpstreamError
-from ..sources import find_format, load_sources, url_key
+from ..sources import find_format, load_sources
 
 if TYPE_CHECKING:
     from ..services import Services
@@ -100,14 +100,9 @@ class Upstream:
             raise UpstreamError("The upstream keeps refusing this format's fresh URLs")
         self.renewals += 1
         log.info("format %s: upstream URL refused, re-extracting the source", self.format_id)
-        sources = await load_sources(self._services, self.source_url, refresh=True)
+        refused_copy = float(self.fmt.get("fetched_at") or 0)
+        sources = await load_sources(self._services, self.source_url, newer_than=refused_copy)
         fmt = find_format(sources, self.format_id)
-        if fmt is not None and fmt.get("url") == self.fmt.get("url"):
-            # `refresh` reuses a copy made in the last few seconds, assuming another
-            # download just renewed it; this one holds the very URL that was refused.
-            await self._services.cache.delete(f"sources:{url_key(self.source_url)}")
-            sources = await load_sources(self._services, self.source_url, refresh=True)
-            fmt = find_format(sources, self.format_id)
         if fmt is None:
             raise NotFound(
                 "This format is no longer offered for the video", code="format_not_found"
