@@ -216,3 +216,36 @@ async def test_an_unreadable_cookies_file_fails_with_a_clear_message(origin, tmp
             await extractor.extract(origin.vod_url)
     finally:
         extractor.close()
+
+
+def test_concurrent_first_calls_load_the_pot_provider_plugin_once(tmp_path) -> None:
+    # A fresh process: plugins are loaded by the first YoutubeDL(), which is the race.
+    script = tmp_path / "race.py"
+    script.write_text(
+        "import asyncio\n"
+        "from ytproxy.extractor import Extractor\n"
+        "from ytproxy.metrics import Metrics\n"
+        "from ytproxy.settings import Settings\n"
+        "async def main():\n"
+        "    s = Settings(secret_key='x' * 20, ytdlp_timeout=2, ytdlp_max_retries=0,\n"
+        "                 max_concurrent_ytdlp_requests=8)\n"
+        "    e = Extractor(s, Metrics())\n"
+        "    await e.start()\n"
+        "    await asyncio.gather(*(e.extract('http://127.0.0.1:9/v', lane='live')\n"
+        "                           for _ in range(8)), return_exceptions=True)\n"
+        "    e.close()\n"
+        "asyncio.run(main())\n"
+    )
+    import subprocess
+    from pathlib import Path
+
+    result = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=Path(__file__).resolve().parent.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "already registered" not in result.stderr
+    assert "Error while importing" not in result.stderr

@@ -106,6 +106,7 @@ async def _lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         stack.callback(extractor.close)
         stack.push_async_callback(probes.close)
         await probes.start()
+        await extractor.start()
         svc = Services(
             settings=settings,
             metrics=metrics,

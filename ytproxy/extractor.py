@@ -150,6 +150,15 @@ class Extractor:
         }
         self.calls = 0
 
+    async def start(self) -> None:
+        """Load yt-dlp's plugins (the PO-token provider) once, before any call.
+
+        yt-dlp loads plugins on the first `YoutubeDL()`; several threads doing that at
+        once register the same provider twice and lose it with an import error.
+        """
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._pool, _load_plugins)
+
     def params(self, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         """The YoutubeDL options every call starts from."""
         s = self._settings
@@ -239,6 +248,10 @@ class Extractor:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _load_plugins() -> None:
+    yt_dlp.YoutubeDL({"quiet": True, "logger": _Logger(None, threading.Event())}).close()
 
 
 def _run_ytdlp(url: str, params: dict[str, Any]) -> dict[str, Any]:
