@@ -16,12 +16,11 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.apps import app_server, channels_file, settings  # noqa: F401
 from ytproxy.download.links import read_link
 
 
 @pytest.fixture
-def start_app(app_server, settings):  # noqa: F811
+def start_app(app_server, settings):
     return lambda **changes: app_server(settings, **changes)
 
 

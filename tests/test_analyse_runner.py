@@ -10,12 +10,11 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.apps import app_server, channels_file, settings  # noqa: F401
 from ytproxy.analyse.tasks import STALE_AFTER, task_key
 
 
 @pytest.fixture
-def start_app(app_server, settings):  # noqa: F811
+def start_app(app_server, settings):
     return lambda **changes: app_server(settings, **changes)
 
 

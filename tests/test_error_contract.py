@@ -15,7 +15,6 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.apps import app_server, channels_file, settings  # noqa: F401
 from ytproxy.analyse.endpoints import MAX_BODY
 
 _real_getaddrinfo = socket.getaddrinfo
@@ -34,7 +33,7 @@ def _fake_getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
 
 
 @pytest.fixture
-def guarded(app_server, settings, monkeypatch):  # noqa: F811
+def guarded(app_server, settings, monkeypatch):
     monkeypatch.setattr(socket, "getaddrinfo", _fake_getaddrinfo)
     server = app_server(settings, allow_private_networks=False, analyze_rate_limit=0)
     with httpx.Client(base_url=server.base_url, timeout=30) as client:
@@ -158,7 +157,7 @@ def test_wrong_methods_are_405(guarded) -> None:
     assert error_of(client.post("/v1/tasks/" + "0" * 32)) == (405, "method_not_allowed")
 
 
-def test_rate_limit_answers_429_with_retry_after(app_server, settings) -> None:  # noqa: F811
+def test_rate_limit_answers_429_with_retry_after(app_server, settings) -> None:
     server = app_server(settings, analyze_rate_limit=2)
     with httpx.Client(base_url=server.base_url) as client:
         answers = [client.post("/v1/analyze", json={"url": "file:///x"}) for _ in range(3)]
