@@ -8,7 +8,10 @@ It turns requests into playlists: the channel's master with every variant pointi
 at a signed gateway URL, and media playlists with every segment, key and map
 pointing at a signed media URL. Rendered media playlists are kept with the upstream
 playlist they came from (for its short freshness), so a hundred viewers cost one
-rewrite, not a hundred.
+rewrite, not a hundred. A segment keeps the link first made for it across playlist
+refreshes (`SegmentLinks`): hls.js, the channels page's player, compares a refreshed
+playlist with the previous one and stops with "media sequence mismatch" when a
+segment's URI changed, and a freshly sealed token always differs.
 
 While a channel has viewers, a watcher task re-resolves it before its cached
 resolution runs out (at `REFRESH_AT` of its TTL), so players never meet an expired
@@ -21,13 +24,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import OrderedDict
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import NotFound, YtproxyError
 from . import playlist
 from .channels import Channel, ChannelBook
 from .fanout import Fetch
-from .links import Links
+from .links import MEDIA_TOKEN_TTL, Links
 from .relay import LiveRelay, media_payload
 from .resolver import Resolution, Resolver
 from .viewers import Viewers
@@ -38,6 +43,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 REFRESH_AT = 0.75
+SEGMENT_LINKS = 4096
 _WATCH_MAX_SLEEP = 5.0
 _WATCH_RETRY = 2.0
 
@@ -50,6 +56,7 @@ class LiveService:
         self.relay = LiveRelay(services, self.resolver)
         self.viewers = Viewers(services.settings.max_concurrent_streams, services.metrics)
         self._watchers: dict[str, asyncio.Task[None]] = {}
+        self.segment_links = SegmentLinks()
 
     async def start(self) -> None:
         self.book.load()
@@ -98,8 +105,18 @@ class LiveService:
         if rendered is None:
 
             def replace(uri: playlist.Uri) -> str:
-                return links.media(
-                    channel.id, media_payload(current.resolution, current.key, uri), uri.url
+                payload = media_payload(current.resolution, current.key, uri)
+                if payload["k"] != "segment" or uri.sequence is None:
+                    return links.media(channel.id, payload, uri.url)
+                slot = (
+                    links.base_url,
+                    channel.id,
+                    str(current.resolution.stream_id),
+                    current.key,
+                    uri.sequence,
+                )
+                return self.segment_links.get(
+                    slot, lambda: links.media(channel.id, payload, uri.url)
                 )
 
             rendered = playlist.rewrite(current.text, current.url, replace)
@@ -183,3 +200,29 @@ def _iso(timestamp: float | None) -> str | None:
     if timestamp is None:
         return None
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
+
+
+class SegmentLinks:
+    """The link first made for each live segment, reused while its token is young.
+
+    Keyed by (base URL, channel, stream, variant, media sequence); the relay re-maps an
+    expired upstream URL by sequence, so an old link stays good. Bounded: the oldest
+    entries go first.
+    """
+
+    def __init__(self, limit: int = SEGMENT_LINKS, max_age: float = MEDIA_TOKEN_TTL / 2) -> None:
+        self._links: OrderedDict[tuple[str, str, str, str, int], tuple[float, str]] = OrderedDict()
+        self._limit = limit
+        self._max_age = max_age
+
+    def get(self, slot: tuple[str, str, str, str, int], make: Callable[[], str]) -> str:
+        now = time.monotonic()
+        found = self._links.get(slot)
+        if found is not None and now - found[0] < self._max_age:
+            return found[1]
+        link = make()
+        self._links[slot] = (now, link)
+        self._links.move_to_end(slot)
+        while len(self._links) > self._limit:
+            self._links.popitem(last=False)
+        return link
