@@ -14,6 +14,7 @@ browser complained about instead of failing.
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
@@ -91,6 +92,16 @@ def _routes(app: AppServer) -> set[str]:
     return {str(getattr(route, "name", "")) for route in app.app.routes}
 
 
+def _has_chinese_font() -> bool:
+    try:
+        found = subprocess.run(
+            ["fc-list", ":lang=zh"], capture_output=True, text=True, check=False
+        ).stdout
+    except OSError:
+        return True  # no fontconfig to ask; do not guess
+    return bool(found.strip())
+
+
 def take(browser: Browser, out: Path, name: str, app: AppServer, shot: Shot) -> list[str]:
     problems: list[str] = []
     for width, phone in (("desktop", False), ("phone", True)):
@@ -123,6 +134,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
+    if not _has_chinese_font():
+        print(
+            "warning: no Chinese font installed; the zh pictures will show boxes "
+            "(apt-get install fonts-wqy-microhei)",
+            file=sys.stderr,
+        )
 
     with tempfile.TemporaryDirectory(prefix="ytproxy-shots-") as tmp:
         print("making test media…")
