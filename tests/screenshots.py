@@ -9,6 +9,10 @@ page, diagnostics (when the app has it), the login page and an error page — an
 Run: `python -m tests.screenshots [--out DIR] [--only NAME ...]`. This is a review
 aid, not a test: it asserts nothing beyond the pages loading, and prints what the
 browser complained about instead of failing.
+
+`--docs` instead writes the README's few small pictures into `docs/screenshots/`: the
+analysis result and the channels page, desktop and phone, English, visible area only
+at one pixel per CSS pixel (well under 150 KB each).
 """
 
 from __future__ import annotations
@@ -81,6 +85,21 @@ def _path(path: str) -> Shot:
     return shot
 
 
+def _channels(page: Page, app: AppServer) -> None:
+    # Play the first channel for a few seconds: the page then shows the player, and the
+    # channel as live with a viewer and its resolution times.
+    page.goto(app.url("/channels"))
+    for attempt in range(2):  # the second time the page knows the channel is live
+        if attempt:
+            page.reload()
+        page.locator("button[data-play]").first.click()
+        page.wait_for_function(
+            "document.querySelector('#player video').currentTime > 3", timeout=30_000
+        )
+    page.evaluate("document.querySelector('#player video').pause()")
+    page.evaluate("window.scrollTo(0, 0)")
+
+
 def _wrong_login(page: Page, app: AppServer) -> None:
     page.goto(app.url("/"))
     page.locator("#token").fill("not the token")
@@ -127,10 +146,35 @@ def take(browser: Browser, out: Path, name: str, app: AppServer, shot: Shot) -> 
     return problems
 
 
+DOCS = Path("docs/screenshots")
+
+
+def take_docs(browser: Browser, app: AppServer, pages: dict[str, Shot]) -> None:
+    """The README's pictures: the top of each page as a visitor first sees it."""
+    DOCS.mkdir(parents=True, exist_ok=True)
+    for name, shot in pages.items():
+        for width, phone in (("desktop", False), ("phone", True)):
+            context = new_context(browser, phone=phone, device_scale_factor=1)
+            context.set_default_timeout(30_000)
+            page = context.new_page()
+            try:
+                shot(page, app)
+                if name == "result" and phone:
+                    page.locator(".result").scroll_into_view_if_needed()
+                    page.evaluate("window.scrollBy(0, -16)")
+                page.wait_for_timeout(500)  # let background pictures decode
+                target = DOCS / f"{name}-{width}.png"
+                page.screenshot(path=str(target), scale="css")
+                print(f"wrote {target} ({target.stat().st_size // 1024} KB)")
+            finally:
+                context.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("screenshots"))
     parser.add_argument("--only", nargs="*", help="page names to take (default: all)")
+    parser.add_argument("--docs", action="store_true", help="write the README's pictures")
     args = parser.parse_args(argv)
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -176,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
                 ]
                 names = _routes(app)
                 if "channels" in names:
-                    pages.append(("channels", app, _path("/channels")))
+                    pages.append(("channels", app, _channels))
                 if "diagnostics" in names:
                     pages.append(("diagnostics", app, _path("/diagnostics")))
                 if args.only:
@@ -184,8 +228,12 @@ def main(argv: list[str] | None = None) -> int:
                 problems: list[str] = []
                 with sync_playwright() as playwright:
                     browser = launch_chromium(playwright)
-                    for name, server, shot in pages:
-                        problems += take(browser, out, name, server, shot)
+                    if args.docs:
+                        wanted = {"result": _analyse(origin.dash_url), "channels": _channels}
+                        take_docs(browser, app, wanted)
+                    else:
+                        for name, server, shot in pages:
+                            problems += take(browser, out, name, server, shot)
                     browser.close()
             finally:
                 locked.stop()
