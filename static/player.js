@@ -61,6 +61,24 @@
     section.scrollIntoView({ behavior: "smooth", block: "start" });
   }
 
+  // A failed refresh of the channel list keeps the list it has (no error in its place).
+  document.addEventListener("htmx:beforeSwap", (event) => {
+    if (event.detail.target.id === "channel-list" && event.detail.xhr.status !== 200) {
+      event.detail.shouldSwap = false;
+    }
+  });
+
+  // The channel list refreshes itself (htmx): mark the playing channel's button again.
+  document.addEventListener("htmx:afterSwap", () => {
+    if (!playing) return;
+    for (const button of document.querySelectorAll("button[data-play]")) {
+      if (button.dataset.play === playing.dataset.play) {
+        playing = button;
+        button.setAttribute("aria-pressed", "true");
+      }
+    }
+  });
+
   document.addEventListener("click", (event) => {
     const button = event.target.closest("button[data-play]");
     if (button) play(button);

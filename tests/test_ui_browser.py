@@ -327,7 +327,43 @@ def test_the_channels_page_plays_a_channel_in_the_page_through_the_gateway(
     assert any("/live/ui/s/" in url for url in gateway_requests)
     expect(player.locator("[data-player-error]")).to_be_hidden()
 
+    # The list refreshes itself: the channel now shows as live with one viewer, and its
+    # button still says it is the one playing.
+    expect(card.locator(".status")).to_have_text("Live", timeout=30_000)
+    expect(card.locator(".channel-facts")).to_contain_text("1")
+    expect(card.get_by_role("button", name="Play UI Test Channel")).to_have_attribute(
+        "aria-pressed", "true"
+    )
+    assert video.evaluate("v => !v.paused")
+
     page.get_by_role("button", name="Close player").click()
     expect(player).to_be_hidden()
-    page.reload()
-    expect(page.locator("#channel-ui .status")).to_have_text("Live")
+
+
+def test_the_result_and_the_channels_page_fit_a_phone(
+    phone_page: Page, app_server: StartApp, settings: Settings, origin: Origin, tmp_path: Path
+) -> None:
+    channels = tmp_path / "phone-channels.toml"
+    channels.write_text(
+        '[[channel]]\nid = "phone"\nname = "A channel with a rather long name for a phone"\n'
+        f'url = "{origin.channel_url("phone")}"\ngroup = "News"\n',
+        encoding="utf-8",
+    )
+    app = app_server(settings, channels_file=channels)
+    phone_page.set_viewport_size({"width": 375, "height": 740})
+    overflow = "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+
+    phone_page.goto(app.url("/"))
+    phone_page.get_by_label("Video URL").fill(origin.dash_url)
+    phone_page.get_by_role("button", name="Analyse").click()
+    expect(phone_page.locator("#task .result")).to_be_visible(timeout=30_000)
+    assert phone_page.evaluate(overflow) <= 0, "the result is wider than the phone"
+    download = phone_page.locator('tr[data-format-id="133"]').get_by_role("link", name="Download")
+    download.scroll_into_view_if_needed()
+    expect(download).to_be_in_viewport()
+
+    phone_page.goto(app.url("/channels"))
+    play = phone_page.get_by_role("button", name=re.compile("^Play"))
+    play.scroll_into_view_if_needed()
+    expect(play).to_be_in_viewport()
+    assert phone_page.evaluate(overflow) <= 0, "the channels page is wider than the phone"
