@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -354,3 +355,35 @@ async def test_a_bad_channels_file_stops_start_up_naming_channel_and_field(
     with pytest.raises(ChannelsError, match=r"channel #2 'bad': field 'url'"):
         async with app.router.lifespan_context(app):
             pass
+
+
+def _links_by_sequence(playlist: str) -> dict[int, str]:
+    first = next(
+        int(line.split(":", 1)[1])
+        for line in playlist.splitlines()
+        if line.startswith("#EXT-X-MEDIA-SEQUENCE:")
+    )
+    return {first + i: uri for i, uri in enumerate(uri_lines(playlist))}
+
+
+def test_a_segment_keeps_its_gateway_link_across_refreshes_and_re_resolution(
+    live_app: Callable[..., AppServer], origin: Origin
+) -> None:
+    # hls.js stops with "media sequence mismatch" when a segment's URI changes.
+    server = live_app("steady")
+    with httpx.Client(timeout=20) as client:
+        variant = uri_lines(client.get(server.url("/live/steady.m3u8")).text)[0]
+        before = _links_by_sequence(client.get(variant).text)
+        origin.advance_live("steady", 4)
+        origin.expire_all()  # the next refresh re-resolves: new upstream URLs
+        time.sleep(1.2)  # past the shared playlist's short cache
+        after_response = client.get(variant)
+        assert after_response.status_code == 200, after_response.text
+        after = _links_by_sequence(after_response.text)
+        shared = set(before) & set(after)
+        assert shared, (sorted(before), sorted(after))
+        assert max(after) > max(before), "the window moved on"
+        assert all(before[seq] == after[seq] for seq in shared)
+        # And the old link still plays, mapped to the fresh upstream URL by sequence.
+        oldest = before[min(shared)]
+        assert client.get(oldest).content[:1] == b"\x47"
