@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the Debian packages ytproxy needs, when they are missing.
 #   run:  ffmpeg (merged video+audio downloads)
-#   test: ffmpeg, redis-server, chromium (browser tests), prometheus (promtool)
+#   test: ffmpeg, redis-server, chromium (browser tests), prometheus (promtool), and a
+#         Chinese font so the browser tests and screenshots render the zh pages
 # As root it uses apt-get; otherwise it says what to install and, for `run`, goes on.
 set -euo pipefail
 mode=${1:-run}
@@ -13,6 +14,10 @@ missing=()
 for cmd in "${!wanted[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${wanted[$cmd]}")
 done
+if [[ $mode == test ]] && command -v dpkg-query >/dev/null 2>&1; then
+  dpkg-query -W -f='${Status}' fonts-wqy-microhei 2>/dev/null | grep -q "ok installed" \
+    || missing+=(fonts-wqy-microhei)
+fi
 [[ ${#missing[@]} -eq 0 ]] && exit 0
 packages=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')
 if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
