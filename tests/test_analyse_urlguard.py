@@ -6,8 +6,8 @@ import ipaddress
 
 import pytest
 
-from ytproxy.analyse.urlguard import MAX_URL_LENGTH, check_url, is_public, parse_http_url
 from ytproxy.errors import BadRequest, Forbidden
+from ytproxy.urlguard import MAX_URL_LENGTH, check_url, is_public, parse_http_url
 
 
 @pytest.mark.parametrize(

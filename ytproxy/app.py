@@ -26,7 +26,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import __version__, diagnostics, pages, system
+from . import __version__, diagnostics, images, pages, system
 from .access import AccessGuard
 from .analyse import routes as analyse_routes
 from .analyse.runner import TaskRunner
@@ -82,7 +82,14 @@ def build_routes() -> list[BaseRoute]:
         Route("/logout", system.logout, methods=["GET", "POST"], name="logout"),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]
-    return [*shared, *diagnostics.routes(), *live_routes(), *analyse_routes(), *download_routes()]
+    return [
+        *shared,
+        *diagnostics.routes(),
+        *images.routes(),
+        *live_routes(),
+        *analyse_routes(),
+        *download_routes(),
+    ]
 
 
 @contextlib.asynccontextmanager

@@ -39,11 +39,23 @@ class Signer:
         self._enc_key = hmac.new(root, b"ytproxy-token-encryption", hashlib.sha256).digest()
         self._mac_key = hmac.new(root, b"ytproxy-token-signature", hashlib.sha256).digest()
 
-    def seal(self, purpose: str, payload: dict[str, Any], ttl: float) -> str:
-        """A URL-safe token for `payload`, valid for `ttl` seconds, for `purpose` only."""
-        body = {"p": purpose, "e": int(time.time() + ttl), "d": payload}
-        plain = zlib.compress(json.dumps(body, separators=(",", ":")).encode(), 9)
-        nonce = os.urandom(_NONCE)
+    def seal(
+        self, purpose: str, payload: dict[str, Any], ttl: float, *, expires: int | None = None
+    ) -> str:
+        """A URL-safe token for `payload`, valid for `ttl` seconds, for `purpose` only.
+
+        With `expires` (a Unix time, used instead of `ttl`) the token is deterministic:
+        the same payload and expiry give the same token, so browsers can cache what it
+        names. It reveals only that two such tokens name the same thing.
+        """
+        deterministic = expires is not None
+        expiry = expires if expires is not None else int(time.time() + ttl)
+        body = {"p": purpose, "e": expiry, "d": payload}
+        plain = zlib.compress(json.dumps(body, separators=(",", ":"), sort_keys=True).encode(), 9)
+        if deterministic:
+            nonce = hmac.new(self._enc_key, plain, hashlib.sha256).digest()[:_NONCE]
+        else:
+            nonce = os.urandom(_NONCE)
         cipher = AES.new(self._enc_key, AES.MODE_CTR, nonce=nonce)
         sealed = _VERSION + nonce + cipher.encrypt(plain)
         mac = hmac.new(self._mac_key, sealed, hashlib.sha256).digest()[:_MAC]

@@ -4,7 +4,8 @@
 its progress and, when it completes, the video's metadata and every format grouped as
 muxed / video only / audio only, with download links.
 
-- `urlguard.py`: which URLs may be analysed (http(s), length, no private addresses);
+- `ytproxy/urlguard.py` (shared with the image relay): which URLs may be fetched
+  (http(s), length, no private addresses);
 - `tasks.py`: one task's state, progress and cache record;
 - `runner.py`: the registry, semaphore, bounded queue, timeouts, joining, shutdown;
 - `formats.py`: yt-dlp's info dict → the public result and its recommendations;

@@ -15,7 +15,7 @@ body over `MAX_BODY` bytes), `unsupported_content_type`, `invalid_json`,
 (400), `forbidden_address` (403), `rate_limited` and `queue_full` (429, with
 `Retry-After`), `task_not_found` (404).
 
-This module parses and renders; the rules live in `urlguard.py`, the work in
+This module parses and renders; the rules live in `ytproxy/urlguard.py`, the work in
 `runner.py`.
 """
 
@@ -35,8 +35,9 @@ from starlette.types import Message
 
 from ..download.links import download_path
 from ..errors import BadRequest, NotFound, PayloadTooLarge, TooManyRequests
+from ..images import image_path
 from ..services import Services, services
-from .urlguard import check_url
+from ..urlguard import check_url
 
 log = logging.getLogger(__name__)
 
@@ -106,8 +107,12 @@ async def read_url(request: Request) -> object:
 
 
 def with_links(svc: Services, url: str, result: dict[str, Any]) -> dict[str, Any]:
-    """A copy of `result` with a fresh `download_url` on every format and suggestion."""
+    """A copy of `result` with a fresh `download_url` on every format and suggestion,
+    and `thumbnail_url`, the thumbnail through the gateway."""
     served = copy.deepcopy(result)
+    served["thumbnail_url"] = (
+        image_path(svc.signer, str(result["thumbnail"])) if result.get("thumbnail") else None
+    )
     signer, ttl, title = svc.signer, svc.settings.link_ttl, str(result.get("title") or "video")
     for group in served["formats"].values():
         for fmt in group:

@@ -23,7 +23,7 @@ On shutdown every unfinished task is cancelled and recorded as failed (`cancelle
 so no poller waits on a task that nobody runs. If an instance dies without shutting
 down, its records stop receiving heartbeats and are reported as `task_lost`.
 
-This module does not validate URLs (`urlguard.py`), shape results (`formats.py`) or
+This module does not validate URLs (`ytproxy/urlguard.py`), shape results (`formats.py`) or
 speak HTTP (`endpoints.py`).
 """
 

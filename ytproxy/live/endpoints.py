@@ -16,6 +16,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from ..images import image_path
 from ..services import services
 from . import playlist
 from .channels import Channel
@@ -56,7 +57,7 @@ async def playlist_m3u(request: Request) -> Response:
         attrs = {
             "tvg-id": channel.id,
             "tvg-name": channel.name,
-            "tvg-logo": channel.logo,
+            "tvg-logo": links.url(image_path(links.signer, channel.logo)) if channel.logo else "",
             "group-title": channel.group,
         }
         rendered = " ".join(f'{name}="{_attr(value)}"' for name, value in attrs.items())

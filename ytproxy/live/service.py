@@ -29,6 +29,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import NotFound, YtproxyError
+from ..images import image_path
 from . import playlist
 from .channels import Channel, ChannelBook
 from .fanout import Fetch
@@ -149,6 +150,7 @@ class LiveService:
             "name": channel.name,
             "group": channel.group,
             "logo": channel.logo,
+            "logo_url": links.url(image_path(links.signer, channel.logo)) if channel.logo else None,
             "description": channel.description,
             "enabled": channel.enabled,
             "url": links.master(channel.id),

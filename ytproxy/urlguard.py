@@ -36,7 +36,7 @@ import logging
 import socket
 from urllib.parse import urlsplit
 
-from ..errors import BadRequest, Forbidden
+from .errors import BadRequest, Forbidden
 
 log = logging.getLogger(__name__)
 
