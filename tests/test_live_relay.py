@@ -387,3 +387,21 @@ def test_a_segment_keeps_its_gateway_link_across_refreshes_and_re_resolution(
         # And the old link still plays, mapped to the fresh upstream URL by sequence.
         oldest = before[min(shared)]
         assert client.get(oldest).content[:1] == b"\x47"
+
+
+def test_two_instances_give_a_segment_the_same_link(
+    live_app: Callable[..., AppServer], redis_url: str
+) -> None:
+    # Behind a load balancer a player's playlist refreshes may alternate replicas.
+    first = live_app("shared", redis_url=redis_url)
+    second = live_app("shared", redis_url=redis_url)
+    with httpx.Client(timeout=20) as client:
+        links = []
+        for server in (first, second):
+            variant = uri_lines(client.get(server.url("/live/shared.m3u8")).text)[0]
+            playlist = client.get(variant).text
+            by_sequence = _links_by_sequence(playlist)
+            links.append({seq: uri.split("/live/", 1)[1] for seq, uri in by_sequence.items()})
+    shared = set(links[0]) & set(links[1])
+    assert shared
+    assert all(links[0][seq] == links[1][seq] for seq in shared)

@@ -10,8 +10,9 @@ no cookies or headers, and relative URIs would lose the query string.
   across re-resolutions; it is long-lived because players poll one for hours.
 - `/live/{id}/s/{token}.{ext}`: a segment, key, map or part. The token carries the
   upstream URL (encrypted), the stream, variant and media sequence number, and
-  expires after `MEDIA_TOKEN_TTL`. The extension is the upstream one (`ts`, `m4s`,
-  `key`, ...) because some players choose a demuxer by it.
+  expires one to one and a half `MEDIA_TOKEN_TTL` later; it is deterministic, so
+  instances sharing `SECRET_KEY` give a segment the same link. The extension is the
+  upstream one (`ts`, `m4s`, `key`, ...) because some players choose a demuxer by it.
 
 This module seals and opens tokens (through `signing.Signer`); it fetches nothing.
 """
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import time
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -55,7 +57,12 @@ class Links:
 
     def media(self, channel_id: str, payload: dict[str, Any], upstream_url: str) -> str:
         kind = str(payload.get("k", "segment"))
-        token = self.signer.seal(MEDIA_PURPOSE, {**payload, "c": channel_id}, MEDIA_TOKEN_TTL)
+        # Deterministic, with an expiry rounded to a window: every instance sharing
+        # SECRET_KEY and the resolution gives a segment the same link, so a player whose
+        # playlist refreshes land on different replicas sees no change (hls.js stops on one).
+        window = MEDIA_TOKEN_TTL // 2
+        expires = (int(time.time()) // window + 3) * window
+        token = self.signer.seal(MEDIA_PURPOSE, {**payload, "c": channel_id}, 0, expires=expires)
         return self.url(f"/live/{channel_id}/s/{token}.{media_extension(upstream_url, kind)}")
 
 
