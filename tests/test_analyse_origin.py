@@ -252,19 +252,22 @@ def test_htmx_submission_returns_a_fragment_that_polls_until_the_result_card(
 ) -> None:
     server = start_app()
     htmx = {"HX-Request": "true", "Accept": "text/html"}
-    with httpx.Client(base_url=server.base_url, headers=htmx) as client:
+    with (
+        httpx.Client(base_url=server.base_url, headers=htmx) as client,
+        httpx.Client(base_url=server.base_url) as api,
+    ):
         response = client.post("/v1/analyze", data={"url": origin.dash_url})
         assert response.status_code == 202
         assert response.headers["content-type"].startswith("text/html")
         task_id = response.headers["location"].rsplit("/", 1)[1]
         fragment = response.text
         assert f'id="task-{task_id}"' in fragment
-        wait(httpx.Client(base_url=server.base_url), task_id)
+        wait(api, task_id)
         done = client.get(f"/v1/tasks/{task_id}").text
         failed_id = client.post("/v1/analyze", data={"url": origin.url("/missing")}).headers[
             "location"
         ]
-        wait(httpx.Client(base_url=server.base_url), failed_id.rsplit("/", 1)[1])
+        wait(api, failed_id.rsplit("/", 1)[1])
         failed = client.get(failed_id).text
     if 'data-state="completed"' not in fragment:
         assert f'hx-get="/v1/tasks/{task_id}"' in fragment

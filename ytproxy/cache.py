@@ -21,6 +21,7 @@ Values must be JSON-serialisable: this module stores JSON, never pickles.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import json
@@ -50,7 +51,7 @@ _EXTEND = (
 )
 
 
-class Cache:
+class Cache(abc.ABC):
     """The cache interface. Keys are strings; values are JSON-serialisable."""
 
     backend = "abstract"
@@ -58,26 +59,26 @@ class Cache:
     def __init__(self) -> None:
         self._flights: dict[str, asyncio.Future[Any]] = {}
 
-    async def get(self, key: str) -> Any | None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    async def get(self, key: str) -> Any | None: ...
 
-    async def set(self, key: str, value: Any, ttl: float) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    async def set(self, key: str, value: Any, ttl: float) -> None: ...
 
+    @abc.abstractmethod
     async def add(self, key: str, value: Any, ttl: float) -> bool:
         """Set only if the key is absent; True when this call set it."""
-        raise NotImplementedError
 
-    async def delete(self, key: str) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    async def delete(self, key: str) -> None: ...
 
+    @abc.abstractmethod
     async def incr(self, key: str, ttl: float) -> int:
         """Increment a counter; the TTL starts with the first increment."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def status(self) -> dict[str, Any]:
         """`{"backend": ..., "connected": bool}` for /health."""
-        raise NotImplementedError
 
     async def close(self) -> None:
         await self.cancel_flights()
@@ -188,7 +189,7 @@ class RedisCache(Cache):
             max_connections=256,
             timeout=5,
             socket_connect_timeout=1.0,
-            socket_timeout=2.0,
+            socket_timeout=5.0,
             health_check_interval=5,
             decode_responses=True,
         )
