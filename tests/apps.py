@@ -97,16 +97,23 @@ def channels_file(tmp_path: Path) -> Path:
     return path
 
 
+def make_settings(channels_file: Path, **changes: Any) -> Settings:
+    """The test defaults: a fixed SECRET_KEY, private networks allowed (the origin is on
+    127.0.0.1), short yt-dlp timeouts, no rate limit."""
+    defaults: dict[str, Any] = {
+        "secret_key": TEST_SECRET,
+        "allow_private_networks": True,
+        "channels_file": channels_file,
+        "ytdlp_timeout": 10,
+        "ytdlp_max_retries": 1,
+        "analyze_rate_limit": 0,
+    }
+    return Settings(**{**defaults, **changes})
+
+
 @pytest.fixture
 def settings(channels_file: Path) -> Settings:
-    return Settings(
-        secret_key=TEST_SECRET,
-        allow_private_networks=True,
-        channels_file=channels_file,
-        ytdlp_timeout=10,
-        ytdlp_max_retries=1,
-        analyze_rate_limit=0,
-    )
+    return make_settings(channels_file)
 
 
 @pytest.fixture

@@ -27,10 +27,9 @@ from pathlib import Path
 from playwright.sync_api import Browser, Page, sync_playwright
 from playwright.sync_api import Error as PlaywrightError
 
-from tests.apps import TEST_SECRET, AppServer
+from tests.apps import AppServer, make_settings
 from tests.browser import BrowserLog, launch_chromium, new_context
 from tests.origin import Origin, generate_media
-from ytproxy.settings import Settings
 
 Shot = Callable[[Page, AppServer], None]
 
@@ -199,14 +198,7 @@ def main(argv: list[str] | None = None) -> int:
                 ),
                 encoding="utf-8",
             )
-            settings = Settings(
-                secret_key=TEST_SECRET,
-                allow_private_networks=True,
-                channels_file=channels,
-                ytdlp_timeout=10,
-                ytdlp_max_retries=1,
-                analyze_rate_limit=0,
-            )
+            settings = make_settings(channels)
             app = AppServer(settings).start()
             locked = AppServer(settings.replace(access_token="screenshots")).start()
             try:
