@@ -51,7 +51,7 @@ from tests.origin.controls import (
     RequestRecord,
     Signer,
 )
-from tests.origin.media import Media
+from tests.origin.media import HlsVariant, Media
 from tests.origin.responses import PLAN, send_bytes, send_file
 
 _PREROLL = manifests.WINDOW_SEGMENTS * 2.0
@@ -274,31 +274,37 @@ class Origin:
         )
         return await send_bytes(request, body.encode(), _M3U8)
 
-    async def _variant(self, request: web.Request) -> web.StreamResponse:
+    def _live_variant(self, request: web.Request) -> tuple[str, HlsVariant] | web.Response:
+        """The stream name and variant a signed live URL names, or the error response."""
         name, variant_name = request.match_info["name"], request.match_info["variant"]
         variant = next((v for v in self.media.hls_variants if v.name == variant_name), None)
         if variant is None:
             return _text(404, "no such variant")
         if not self._signed(request):
             return _forbidden()
+        return name, variant
+
+    async def _variant(self, request: web.Request) -> web.StreamResponse:
+        found = self._live_variant(request)
+        if isinstance(found, web.Response):
+            return found
+        name, variant = found
         if self._is_offline(name):
             return _text(404, "this stream is offline")
         window = manifests.live_window(self._elapsed(name), variant.durations)
         body = manifests.media_playlist(
             window,
             len(variant.durations),
-            lambda seq: self.signed_url(f"/hls/{name}/{variant_name}/seg/{seq}.ts"),
+            lambda seq: self.signed_url(f"/hls/{name}/{variant.name}/seg/{seq}.ts"),
             self.media.segment_seconds,
         )
         return await send_bytes(request, body.encode(), _M3U8)
 
     async def _segment(self, request: web.Request) -> web.StreamResponse:
-        name, variant_name = request.match_info["name"], request.match_info["variant"]
-        variant = next((v for v in self.media.hls_variants if v.name == variant_name), None)
-        if variant is None:
-            return _text(404, "no such variant")
-        if not self._signed(request):
-            return _forbidden()
+        found = self._live_variant(request)
+        if isinstance(found, web.Response):
+            return found
+        name, variant = found
         seq = int(request.match_info["seq"])
         if seq > manifests.newest_sequence(self._elapsed(name), variant.durations):
             return _text(404, "segment not published yet")
