@@ -36,6 +36,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from .errors import UpstreamError, YtproxyError
+from .flights import Flights
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ class Cache(abc.ABC):
     backend = "abstract"
 
     def __init__(self) -> None:
-        self._flights: dict[str, asyncio.Future[Any]] = {}
+        self._flights = Flights()
 
     @abc.abstractmethod
     async def get(self, key: str) -> Any | None: ...
@@ -81,7 +82,7 @@ class Cache(abc.ABC):
         """`{"backend": ..., "connected": bool}` for /health."""
 
     async def close(self) -> None:
-        await self.cancel_flights()
+        await self._flights.close()
 
     async def single_flight(self, key: str, producer: Producer[T], *, lock_ttl: float = 60.0) -> T:
         """Run `producer` once for all concurrent callers of `key`; share its result or error.
@@ -91,25 +92,7 @@ class Cache(abc.ABC):
         result yourself if you want it kept.) The flight runs in its own task, so a
         caller that goes away (a client disconnecting) does not cancel it for the others.
         """
-        flight = self._flights.get(key)
-        if flight is None:
-            flight = asyncio.ensure_future(self._lead_flight(key, producer, lock_ttl))
-            self._flights[key] = flight
-            flight.add_done_callback(lambda done: self._forget(key, done))
-        result: T = await asyncio.shield(flight)
-        return result
-
-    def _forget(self, key: str, flight: asyncio.Future[Any]) -> None:
-        if self._flights.get(key) is flight:
-            del self._flights[key]
-        if not flight.cancelled():
-            flight.exception()  # retrieved here, so a flight nobody awaited is not reported
-
-    async def cancel_flights(self) -> None:
-        flights = list(self._flights.values())
-        for flight in flights:
-            flight.cancel()
-        await asyncio.gather(*flights, return_exceptions=True)
+        return await self._flights.run(key, lambda: self._lead_flight(key, producer, lock_ttl))
 
     async def _lead_flight(self, key: str, producer: Producer[T], lock_ttl: float) -> T:
         return await producer()

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ExtractionError, ServiceUnavailable, TooManyRequests, YtproxyError
 from ..extractor import human_message
+from ..flights import Flights
 from ..sources import store_sources, url_key
 from .formats import build_result, has_media
 from .tasks import (
@@ -74,7 +75,7 @@ class TaskRunner:
         self._tasks: dict[str, Task] = {}
         self._jobs: dict[str, asyncio.Task[None]] = {}
         self._by_url: dict[str, str] = {}
-        self._submitting: dict[str, asyncio.Future[str]] = {}
+        self._submitting = Flights()
         self._locks: dict[str, asyncio.Lock] = {}
         self._saved_at: dict[str, float] = {}
         self._background: set[asyncio.Task[None]] = set()
@@ -92,7 +93,7 @@ class TaskRunner:
             self._heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._heartbeat
-        await asyncio.gather(*self._submitting.values(), return_exceptions=True)
+        await self._submitting.wait()
         jobs = list(self._jobs.values())
         for job in jobs:
             job.cancel()
@@ -122,19 +123,7 @@ class TaskRunner:
         running = self._by_url.get(url_hash)
         if running is not None:
             return running
-        shared = self._submitting.get(url_hash)
-        if shared is None:
-            # Its own task, so a submitter that goes away does not cancel it for the others.
-            shared = asyncio.ensure_future(self._submit(url, url_hash))
-            self._submitting[url_hash] = shared
-            shared.add_done_callback(lambda done: self._submitted(url_hash, done))
-        return await asyncio.shield(shared)
-
-    def _submitted(self, url_hash: str, done: asyncio.Future[str]) -> None:
-        if self._submitting.get(url_hash) is done:
-            del self._submitting[url_hash]
-        if not done.cancelled():
-            done.exception()  # retrieved here, so an error nobody awaited is not reported
+        return await self._submitting.run(url_hash, lambda: self._submit(url, url_hash))
 
     async def status(self, task_id: str) -> dict[str, Any] | None:
         """The public view of a task (without download links), or None if unknown."""

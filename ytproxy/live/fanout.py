@@ -12,8 +12,7 @@ drops the least recently used finished ones once their bytes pass the limit
 (`SEGMENT_BUFFER_MB`). A fetch that failed is forgotten at once so the next request
 tries again. The limit bounds what the buffer keeps, not what readers still hold.
 
-`Flights` is the in-process single-flight used for media playlists. `FetchResponse`
-is the ASGI response that streams a fetch to one client.
+`FetchResponse` is the ASGI response that streams a fetch to one client.
 
 This module knows nothing of HLS, tokens or channels.
 """
@@ -24,8 +23,8 @@ import asyncio
 import contextlib
 import logging
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
 
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
@@ -181,33 +180,6 @@ class SegmentBuffer:
         self._entries.clear()
         self.size = 0
         self._metrics.segment_buffer_bytes.set(0)
-
-
-class Flights:
-    """In-process single-flight: concurrent callers of one key share one run."""
-
-    def __init__(self) -> None:
-        self._running: dict[Hashable, asyncio.Future[Any]] = {}
-
-    async def run(self, key: Hashable, producer: Callable[[], Awaitable[T]]) -> T:
-        flight = self._running.get(key)
-        if flight is None:
-            flight = asyncio.ensure_future(producer())
-            self._running[key] = flight
-            flight.add_done_callback(lambda done: self._forget(key, done))
-        return await asyncio.shield(flight)
-
-    def _forget(self, key: Hashable, flight: asyncio.Future[Any]) -> None:
-        if self._running.get(key) is flight:
-            del self._running[key]
-        if not flight.cancelled():
-            flight.exception()  # retrieved, so an error nobody awaited is not reported
-
-    async def close(self) -> None:
-        flights = list(self._running.values())
-        for flight in flights:
-            flight.cancel()
-        await asyncio.gather(*flights, return_exceptions=True)
 
 
 class FetchResponse(Response):

@@ -30,9 +30,10 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from ..errors import NotFound, UpstreamError
+from ..flights import Flights
 from . import playlist
 from .channels import Channel
-from .fanout import Fetch, Flights, SegmentBuffer
+from .fanout import Fetch, SegmentBuffer
 from .resolver import Resolution, Resolver
 from .upstream import GONE, TransientUpstream, UpstreamGone, backoff, fetch_text, unreachable
 
