@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import random
 import re
 import tempfile
 import threading
@@ -34,6 +33,7 @@ from typing import Any, Literal
 import yt_dlp
 from yt_dlp.utils import DownloadError, GeoRestrictedError, UnsupportedError, YoutubeDLError
 
+from .backoff import backoff
 from .errors import ExtractionError
 from .metrics import Metrics
 from .settings import Settings
@@ -200,7 +200,7 @@ class Extractor:
             except ExtractionError as exc:
                 if not exc.transient or attempt == attempts - 1:
                     raise
-                delay = min(8.0, 0.5 * 2**attempt) * random.uniform(0.5, 1.5)
+                delay = backoff(attempt, base=0.5, cap=8.0)
                 log.info("extraction failed (%s), retrying in %.1fs", exc.code, delay)
                 await asyncio.sleep(delay)
         raise AssertionError("unreachable")

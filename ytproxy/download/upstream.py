@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 
+from ..backoff import backoff
 from ..errors import NotFound, UpstreamError
 from ..sources import find_format, load_sources
 
@@ -127,9 +127,9 @@ class Attempts:
         self.failures += 1
         if self.failures >= self.limit:
             raise UpstreamError(f"The upstream failed {self.failures} times in a row: {reason}")
-        delay = min(_BACKOFF_MAX, _BACKOFF_BASE * 2 ** (self.failures - 1))
+        delay = backoff(self.failures - 1, base=_BACKOFF_BASE, cap=_BACKOFF_MAX)
         log.info("upstream failure %d (%s); retrying in %.1f s", self.failures, reason, delay)
-        await asyncio.sleep(delay * (0.5 + random.random() / 2))
+        await asyncio.sleep(delay)
 
     def progressed(self) -> None:
         self.failures = 0

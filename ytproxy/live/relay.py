@@ -29,13 +29,22 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from ..backoff import backoff
 from ..errors import NotFound, UpstreamError
 from ..flights import Flights
 from . import playlist
 from .channels import Channel
 from .fanout import Fetch, SegmentBuffer
 from .resolver import Resolution, Resolver
-from .upstream import GONE, TransientUpstream, UpstreamGone, backoff, fetch_text, unreachable
+from .upstream import (
+    GONE,
+    RETRY_BASE,
+    RETRY_CAP,
+    TransientUpstream,
+    UpstreamGone,
+    fetch_text,
+    unreachable,
+)
 
 if TYPE_CHECKING:
     from ..services import Services
@@ -143,7 +152,7 @@ class LiveRelay:
                 remapped = True
             except (aiohttp.ClientError, TimeoutError, TransientUpstream) as exc:
                 attempt += 1
-                pause = backoff(attempt - 1)
+                pause = backoff(attempt - 1, base=RETRY_BASE, cap=RETRY_CAP)
                 if attempt > 4 or time.monotonic() + pause > deadline:
                     log.warning(
                         "segment %s failed after %d attempts (%s)",

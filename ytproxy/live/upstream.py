@@ -14,14 +14,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 
 import aiohttp
 
+from ..backoff import backoff
 from ..errors import UpstreamError
 from ..metrics import Metrics
 
 log = logging.getLogger(__name__)
+
+# Retry delays for live upstream requests: short, a segment's time budget is seconds.
+RETRY_BASE = 0.25
+RETRY_CAP = 2.0
 
 GONE = frozenset({403, 404, 410})
 PLAYLIST_TIMEOUT = aiohttp.ClientTimeout(total=15, connect=5, sock_read=10)
@@ -44,11 +48,6 @@ class TransientUpstream(Exception):
     def __init__(self, status: int) -> None:
         super().__init__(f"upstream answered {status}")
         self.upstream_status = status
-
-
-def backoff(attempt: int, cap: float = 2.0) -> float:
-    """Seconds to wait before retry number `attempt` (from 0), with jitter."""
-    return float(min(cap, 0.25 * 2**attempt) * random.uniform(0.5, 1.5))
 
 
 def unreachable() -> UpstreamError:
@@ -84,7 +83,7 @@ async def fetch_text(
             log.info("%s fetch failed (attempt %d): %s", kind, attempt + 1, _describe(exc))
             if attempt == attempts - 1:
                 raise unreachable() from None
-            await asyncio.sleep(backoff(attempt))
+            await asyncio.sleep(backoff(attempt, base=RETRY_BASE, cap=RETRY_CAP))
     raise AssertionError("unreachable")
 
 
