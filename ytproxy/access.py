@@ -41,7 +41,7 @@ class AccessGuard:
     def __init__(self, app: ASGIApp, *, token: str | None, signer: Signer) -> None:
         self.app = app
         self.token = token
-        self.cookie_value = signer.digest(f"auth:{token}") if token else ""
+        self.cookie_value = cookie_value(signer, token) if token else ""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.token is None or scope["type"] not in {"http", "websocket"}:
@@ -72,8 +72,14 @@ class AccessGuard:
             return True
         return _same(_cookie(headers, COOKIE), self.cookie_value)
 
-    def check_login(self, candidate: str) -> bool:
-        return self.token is not None and _same(candidate, self.token)
+
+def cookie_value(signer: Signer, token: str) -> str:
+    """What the login cookie holds: a keyed hash of the token, not the token."""
+    return signer.digest(f"auth:{token}")
+
+
+def token_matches(candidate: str, token: str | None) -> bool:
+    return token is not None and _same(candidate, token)
 
 
 def _same(given: str, expected: str) -> bool:

@@ -67,7 +67,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
     app.state.settings = settings
     app.state.signer = signer
     app.state.templates = templates
-    app.state.guard = AccessGuard(app.router, token=settings.access_token, signer=signer)
     app.state.ready = False
     return app
 

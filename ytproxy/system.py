@@ -27,7 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from . import __version__
-from .access import COOKIE, AccessGuard, safe_next
+from .access import COOKIE, cookie_value, safe_next, token_matches
 from .extractor import YTDLP_VERSION
 from .metrics import CONTENT_TYPE_LATEST
 from .services import services
@@ -174,20 +174,21 @@ async def metrics(request: Request) -> Response:
 
 
 async def login(request: Request) -> Response:
-    guard: AccessGuard = request.app.state.guard
+    svc = services(request)
+    token = svc.settings.access_token
     target = safe_next(request.query_params.get("next"))
-    if guard.token is None:
+    if token is None:
         return RedirectResponse(target, status_code=303)
     wrong = False
     if request.method == "POST":
         form = await request.form()
         candidate = str(form.get("token", ""))
         target = safe_next(str(form.get("next", "")) or target)
-        if guard.check_login(candidate):
+        if token_matches(candidate, token):
             response = RedirectResponse(target, status_code=303)
             response.set_cookie(
                 COOKIE,
-                guard.cookie_value,
+                cookie_value(svc.signer, token),
                 max_age=30 * 86400,
                 httponly=True,
                 samesite="lax",
@@ -195,7 +196,7 @@ async def login(request: Request) -> Response:
             )
             return response
         wrong = True
-    return services(request).templates.render(
+    return svc.templates.render(
         request, "login.html", {"next": target, "wrong": wrong}, status=401 if wrong else 200
     )
 
