@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
@@ -19,6 +19,21 @@ async def cache(request: pytest.FixtureRequest) -> AsyncIterator[Cache]:
         backend = RedisCache(request.getfixturevalue("redis_url"))
     yield backend
     await backend.close()
+
+
+@pytest.fixture
+async def redis_cache(redis_url: str) -> AsyncIterator[Callable[[], RedisCache]]:
+    """Opens RedisCache instances on the test's Redis (another app instance each) and
+    closes them after the test."""
+    opened: list[RedisCache] = []
+
+    def open_one() -> RedisCache:
+        opened.append(RedisCache(redis_url))
+        return opened[-1]
+
+    yield open_one
+    for cache in opened:
+        await cache.close()
 
 
 async def test_get_of_a_missing_key_is_none(cache: Cache) -> None:
@@ -117,8 +132,8 @@ async def test_a_cancelled_caller_does_not_cancel_the_flight_for_others(cache: C
     assert await second == "done"
 
 
-async def test_two_instances_sharing_redis_run_the_producer_once_in_total(redis_url: str) -> None:
-    a, b = RedisCache(redis_url), RedisCache(redis_url)
+async def test_two_instances_sharing_redis_run_the_producer_once_in_total(redis_cache) -> None:
+    a, b = redis_cache(), redis_cache()
     calls = 0
 
     async def produce() -> str:
@@ -127,98 +142,79 @@ async def test_two_instances_sharing_redis_run_the_producer_once_in_total(redis_
         await asyncio.sleep(0.5)
         return "resolved"
 
-    try:
-        results = await asyncio.gather(
-            *(a.single_flight("chan", produce) for _ in range(25)),
-            *(b.single_flight("chan", produce) for _ in range(25)),
-        )
-    finally:
-        await a.close()
-        await b.close()
+    results = await asyncio.gather(
+        *(a.single_flight("chan", produce) for _ in range(25)),
+        *(b.single_flight("chan", produce) for _ in range(25)),
+    )
     assert calls == 1
     assert results == ["resolved"] * 50
 
 
-async def test_an_error_crosses_instances_with_its_code(redis_url: str) -> None:
-    a, b = RedisCache(redis_url), RedisCache(redis_url)
+async def test_an_error_crosses_instances_with_its_code(redis_cache) -> None:
+    a, b = redis_cache(), redis_cache()
 
     async def fail() -> str:
         await asyncio.sleep(0.3)
         raise ExtractionError("not live", code="live_not_started")
 
-    try:
-        leader = asyncio.create_task(a.single_flight("k", fail))
-        await asyncio.sleep(0.1)
-        with pytest.raises(YtproxyError) as caught:
-            await b.single_flight("k", fail)
-        with pytest.raises(YtproxyError):
-            await leader
-    finally:
-        await a.close()
-        await b.close()
+    leader = asyncio.create_task(a.single_flight("k", fail))
+    await asyncio.sleep(0.1)
+    with pytest.raises(YtproxyError) as caught:
+        await b.single_flight("k", fail)
+    with pytest.raises(YtproxyError):
+        await leader
     assert caught.value.code == "live_not_started"
 
 
 async def test_a_lock_whose_holder_died_expires_and_another_instance_takes_over(
-    redis_url: str,
+    redis_cache,
 ) -> None:
-    dead, alive = RedisCache(redis_url), RedisCache(redis_url)
-    try:
-        # A holder that took the lock and vanished without releasing it.
-        await dead._redis.set("ytproxy:flight:orphan", "someone-gone", px=400)
+    dead, alive = redis_cache(), redis_cache()
+    # A holder that took the lock and vanished without releasing it.
+    await dead._redis.set("ytproxy:flight:orphan", "someone-gone", px=400)
 
-        async def produce() -> str:
-            return "recovered"
+    async def produce() -> str:
+        return "recovered"
 
-        result = await asyncio.wait_for(alive.single_flight("orphan", produce), timeout=5)
-    finally:
-        await dead.close()
-        await alive.close()
+    result = await asyncio.wait_for(alive.single_flight("orphan", produce), timeout=5)
     assert result == "recovered"
 
 
 async def test_redis_cache_serves_locally_while_redis_is_down_and_recovers(
-    redis_server, redis_url: str
+    redis_server, redis_cache
 ) -> None:
-    cache = RedisCache(redis_url)
-    try:
-        await cache.set("before", 1, ttl=60)
-        redis_server.stop()
-        assert (await cache.status())["connected"] is False
-        await cache.set("during", 2, ttl=60)
-        assert await cache.get("during") == 2
-        calls = 0
+    cache = redis_cache()
+    await cache.set("before", 1, ttl=60)
+    redis_server.stop()
+    assert (await cache.status())["connected"] is False
+    await cache.set("during", 2, ttl=60)
+    assert await cache.get("during") == 2
+    calls = 0
 
-        async def produce() -> str:
-            nonlocal calls
-            calls += 1
-            await asyncio.sleep(0.1)
-            return "ok"
+    async def produce() -> str:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.1)
+        return "ok"
 
-        assert (
-            await asyncio.gather(*(cache.single_flight("x", produce) for _ in range(5)))
-            == ["ok"] * 5
-        )
-        assert calls == 1
-        redis_server.start()
-        await asyncio.sleep(cache.retry_interval + 0.1)
-        assert (await cache.status())["connected"] is True
-        await cache.set("after", 3, ttl=60)
-        assert await cache.get("after") == 3
-        assert await cache._redis.get("ytproxy:after") == "3"
-    finally:
-        await cache.close()
+    assert (
+        await asyncio.gather(*(cache.single_flight("x", produce) for _ in range(5))) == ["ok"] * 5
+    )
+    assert calls == 1
+    redis_server.start()
+    await asyncio.sleep(cache.retry_interval + 0.1)
+    assert (await cache.status())["connected"] is True
+    await cache.set("after", 3, ttl=60)
+    assert await cache.get("after") == 3
+    assert await cache._redis.get("ytproxy:after") == "3"
 
 
 async def test_a_burst_of_concurrent_calls_waits_for_connections_instead_of_degrading(
-    redis_url: str,
+    redis_cache,
 ) -> None:
-    cache = RedisCache(redis_url)
-    try:
-        await asyncio.gather(*(cache.set(f"k{i}", i, ttl=60) for i in range(400)))
-        values = await asyncio.gather(*(cache.get(f"k{i}") for i in range(400)))
-        assert values == list(range(400))
-        assert cache.available, "a burst must not look like Redis being down"
-        assert await cache._redis.get("ytproxy:k399") == "399"
-    finally:
-        await cache.close()
+    cache = redis_cache()
+    await asyncio.gather(*(cache.set(f"k{i}", i, ttl=60) for i in range(400)))
+    values = await asyncio.gather(*(cache.get(f"k{i}") for i in range(400)))
+    assert values == list(range(400))
+    assert cache.available, "a burst must not look like Redis being down"
+    assert await cache._redis.get("ytproxy:k399") == "399"

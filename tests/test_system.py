@@ -87,7 +87,13 @@ def test_metrics_parse_with_prometheus_own_parser(app_server, settings) -> None:
 def test_two_apps_in_one_process_have_separate_registries(app_server, settings) -> None:
     first, second = app_server(settings), app_server(settings)
     httpx.get(first.url("/health"))
-    assert first.services.metrics.registry is not second.services.metrics.registry
+    labels = {"route": "health", "method": "GET", "status": "200"}
+
+    def health_requests(server) -> float | None:
+        return server.services.metrics.registry.get_sample_value("http_requests_total", labels)
+
+    assert health_requests(first) == 1
+    assert health_requests(second) is None
 
 
 def test_start_page_uses_only_vendored_assets(app_server, settings) -> None:
