@@ -172,3 +172,14 @@ def test_log_filter_redacts_secrets_and_token_parameters() -> None:
     assert "s3cr3t" not in message
     assert "token=abc" not in message
     assert "lang=en" in message
+
+
+def test_ready_is_503_until_start_up_has_finished(settings) -> None:
+    from starlette.testclient import TestClient
+
+    from ytproxy.app import create_app
+
+    client = TestClient(create_app(settings))  # not entered: the lifespan has not run
+    response = client.get("/ready")
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "not_ready"

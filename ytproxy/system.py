@@ -28,6 +28,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from . import __version__
 from .access import COOKIE, cookie_value, safe_next, token_matches
+from .errors import ServiceUnavailable
 from .extractor import YTDLP_VERSION
 from .metrics import CONTENT_TYPE_LATEST
 from .services import services
@@ -160,10 +161,7 @@ async def health(request: Request) -> Response:
 async def ready(request: Request) -> Response:
     if getattr(request.app.state, "ready", False):
         return JSONResponse({"status": "ready"}, headers={"Cache-Control": "no-store"})
-    return JSONResponse(
-        {"error": {"code": "not_ready", "message": "Starting up or shutting down"}},
-        status_code=503,
-    )
+    raise ServiceUnavailable("Starting up or shutting down", code="not_ready")
 
 
 async def metrics(request: Request) -> Response:
