@@ -174,12 +174,12 @@ def test_log_filter_redacts_secrets_and_token_parameters() -> None:
     assert "lang=en" in message
 
 
-def test_ready_is_503_until_start_up_has_finished(settings) -> None:
-    from starlette.testclient import TestClient
-
+async def test_ready_is_503_until_start_up_has_finished(settings) -> None:
     from ytproxy.app import create_app
 
-    client = TestClient(create_app(settings))  # not entered: the lifespan has not run
-    response = client.get("/ready")
+    # httpx's ASGI transport does not run the lifespan: the app has not started.
+    transport = httpx.ASGITransport(app=create_app(settings))
+    async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+        response = await client.get("/ready")
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "not_ready"
