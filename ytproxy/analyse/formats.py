@@ -28,6 +28,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..codecs import audio_family, video_family
+
 DESCRIPTION_LIMIT = 500
 
 # (label height, typical width): a video reaches a rung when its short side reaches
@@ -48,27 +50,6 @@ _NAMED = {4320: "8K", 2160: "4K"}
 _TOLERANCE = 0.98
 _BETWEEN = 1.15
 
-_VIDEO_FAMILIES: tuple[tuple[tuple[str, ...], str], ...] = (
-    (("av01", "av1"), "AV1"),
-    (("vp09", "vp9"), "VP9"),
-    (("vp08", "vp8"), "VP8"),
-    (("hev1", "hvc1", "hevc", "h265", "dvh1", "dvhe"), "HEVC"),
-    (("avc1", "avc3", "h264", "avc"), "H.264"),
-    (("mp4v", "mpeg4"), "MPEG-4"),
-    (("theora",), "Theora"),
-)
-_AUDIO_FAMILIES: tuple[tuple[tuple[str, ...], str], ...] = (
-    (("opus",), "Opus"),
-    # mp4a.40.34, mp4a.69 and mp4a.6b are MPEG audio layer 3 carried in MP4.
-    (("mp4a.40.34", "mp4a.69", "mp4a.6b", "mp3"), "MP3"),
-    (("mp4a", "aac"), "AAC"),
-    (("vorbis",), "Vorbis"),
-    (("ec-3", "eac3"), "E-AC-3"),
-    (("ac-3", "ac3"), "AC-3"),
-    (("flac",), "FLAC"),
-    (("alac",), "ALAC"),
-    (("pcm", "lpcm"), "PCM"),
-)
 # yt-dlp's own default preference between codecs of equal resolution (best first).
 _VIDEO_RANK = {"AV1": 0, "VP9": 1, "HEVC": 2, "H.264": 3, "VP8": 4, "MPEG-4": 5, "Theora": 6}
 _AUDIO_RANK = {
@@ -201,14 +182,6 @@ def _rung(width: int | None, height: int | None) -> int | None:
     return short
 
 
-def video_family(codec: str | None) -> str | None:
-    return _family(codec, _VIDEO_FAMILIES)
-
-
-def audio_family(codec: str | None) -> str | None:
-    return _family(codec, _AUDIO_FAMILIES)
-
-
 def recommend(groups: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     """The three suggestions; each is None when the formats do not allow it."""
     videos, audios = groups["video_only"], groups["audio_only"]
@@ -314,16 +287,6 @@ def _audio_order(fmt: dict[str, Any]) -> tuple[Any, ...]:
         _AUDIO_RANK.get(fmt["audio_codec"] or "", 99),
         fmt["format_id"],
     )
-
-
-def _family(codec: str | None, table: tuple[tuple[tuple[str, ...], str], ...]) -> str | None:
-    if not codec:
-        return None
-    lowered = codec.lower()
-    for prefixes, family in table:
-        if lowered.startswith(prefixes):
-            return family
-    return codec.split(".")[0].upper()
 
 
 def _codec(value: Any) -> str | None:

@@ -29,6 +29,7 @@ import collections
 import logging
 from collections.abc import AsyncIterator
 
+from ..codecs import audio_family, video_family
 from ..errors import UpstreamError
 from .headers import Naming
 from .response import Head
@@ -36,18 +37,12 @@ from .transfers import Transfer
 
 log = logging.getLogger(__name__)
 
-_FAMILIES = {
-    "avc1": "h264", "avc3": "h264", "h264": "h264",
-    "hev1": "hevc", "hvc1": "hevc", "hevc": "hevc", "h265": "hevc",
-    "av01": "av1", "av1": "av1",
-    "vp09": "vp9", "vp9": "vp9", "vp08": "vp8", "vp8": "vp8",
-    "mp4a": "aac", "aac": "aac", "opus": "opus", "vorbis": "vorbis",
-    "ac-3": "ac3", "ec-3": "eac3", "mp3": "mp3", "flac": "flac",
-}  # fmt: skip
-_MP4_VIDEO = frozenset({"h264", "hevc", "av1", "vp9"})
-_MP4_AUDIO = frozenset({"aac", "opus", "ac3", "eac3", "mp3", "flac"})
-_WEBM_VIDEO = frozenset({"vp8", "vp9", "av1"})
-_WEBM_AUDIO = frozenset({"opus", "vorbis"})
+# What ffmpeg can write each container with (by `codecs` family), broader than the
+# catalogue's "plays everywhere" MP4: the link's extension is honoured when it fits.
+_MP4_VIDEO = frozenset({"H.264", "HEVC", "AV1", "VP9"})
+_MP4_AUDIO = frozenset({"AAC", "Opus", "AC-3", "E-AC-3", "MP3", "FLAC"})
+_WEBM_VIDEO = frozenset({"VP8", "VP9", "AV1"})
+_WEBM_AUDIO = frozenset({"Opus", "Vorbis"})
 _MUXERS = {
     "mp4": ["-f", "mp4", "-movflags", "frag_keyframe+empty_moov+default_base_moof"],
     "webm": ["-f", "webm"],
@@ -59,13 +54,9 @@ _RW_TIMEOUT = str(120 * 1_000_000)
 _KILL_GRACE = 1.0
 
 
-def codec_family(codec: str | None) -> str:
-    return _FAMILIES.get((codec or "").lower().split(".")[0], (codec or "").lower())
-
-
 def choose_container(vcodec: str | None, acodec: str | None, wanted: str | None) -> str:
     """`mp4`, `webm` or `mkv` for these codecs, preferring the requested extension."""
-    video, audio = codec_family(vcodec), codec_family(acodec)
+    video, audio = video_family(vcodec), audio_family(acodec)
     mp4_ok = video in _MP4_VIDEO and audio in _MP4_AUDIO
     webm_ok = video in _WEBM_VIDEO and audio in _WEBM_AUDIO
     wanted = (wanted or "").lower()
