@@ -38,12 +38,14 @@ class Signer:
         with self._lock:
             self._generation += 1
 
-    def query(self, path: str) -> str:
+    def query(self, path: str, expire: int | None = None) -> str:
         """`expire=..&sig=..` for `path`; valid for at least the current lifetime
-        (expire is rounded up to a whole second, as googlevideo's is a whole second)."""
+        (expire is rounded up to a whole second, as googlevideo's is a whole second),
+        or until `expire` when given (URLs listed in a playlist share its expiry)."""
         with self._lock:
             generation, lifetime = self._generation, self._lifetime
-        expire = math.ceil(self._clock() + lifetime)
+        if expire is None:
+            expire = math.ceil(self._clock() + lifetime)
         return f"expire={expire}&sig={self._digest(path, str(expire), generation)}"
 
     def verify(self, path: str, expire: str | None, sig: str | None) -> bool:

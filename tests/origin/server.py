@@ -138,9 +138,10 @@ class Origin:
         """Absolute, unsigned URL of `path`."""
         return self.base_url + path
 
-    def signed_url(self, path: str) -> str:
-        """Absolute URL of `path` signed now, with the current URL lifetime."""
-        return f"{self.base_url}{path}?{self._signer.query(path)}"
+    def signed_url(self, path: str, expire: int | None = None) -> str:
+        """Absolute URL of `path` signed now, with the current URL lifetime, or until
+        `expire` (googlevideo's playlists list URLs that expire with the playlist's own)."""
+        return f"{self.base_url}{path}?{self._signer.query(path, expire)}"
 
     def channel_url(self, name: str) -> str:
         return self.url(f"/channel/{name}/live")
@@ -268,7 +269,10 @@ class Origin:
         self._elapsed(name)
         body = manifests.master_playlist(
             [
-                (variant, self.signed_url(f"/hls/{name}/{variant.name}/index.m3u8"))
+                (
+                    variant,
+                    self.signed_url(f"/hls/{name}/{variant.name}/index.m3u8", _expire(request)),
+                )
                 for variant in self.media.hls_variants
             ]
         )
@@ -289,13 +293,14 @@ class Origin:
         if isinstance(found, web.Response):
             return found
         name, variant = found
+        expire = _expire(request)
         if self._is_offline(name):
             return _text(404, "this stream is offline")
         window = manifests.live_window(self._elapsed(name), variant.durations)
         body = manifests.media_playlist(
             window,
             len(variant.durations),
-            lambda seq: self.signed_url(f"/hls/{name}/{variant.name}/seg/{seq}.ts"),
+            lambda seq: self.signed_url(f"/hls/{name}/{variant.name}/seg/{seq}.ts", expire),
             self.media.segment_seconds,
         )
         return await send_bytes(request, body.encode(), _M3U8)
@@ -341,6 +346,11 @@ class Origin:
 
 def _text(status: int, message: str) -> web.Response:
     return web.Response(status=status, text=message + "\n")
+
+
+def _expire(request: web.Request) -> int:
+    """The expiry of a request's (already verified) signed URL."""
+    return int(request.query["expire"])
 
 
 def _forbidden() -> web.Response:
