@@ -178,8 +178,11 @@ class Extractor:
             params["proxy"] = s.global_proxy
         if s.ytdlp_cookies_file:
             params["cookiefile"] = str(s.ytdlp_cookies_file)
+        extractor_args = {name: dict(args) for name, args in s.ytdlp_extractor_args.items()}
         if s.pot_provider_url:
-            params["extractor_args"] = {"youtubepot-bgutilhttp": {"base_url": [s.pot_provider_url]}}
+            extractor_args["youtubepot-bgutilhttp"] = {"base_url": [s.pot_provider_url]}
+        if extractor_args:
+            params["extractor_args"] = extractor_args
         if extra:
             params.update(extra)
         return params

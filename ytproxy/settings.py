@@ -12,6 +12,7 @@ anything: the generated `SECRET_KEY` is per process and only flagged
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import secrets
 from collections.abc import Callable, Mapping
@@ -65,6 +66,21 @@ class Settings:
     secret_key_generated: bool = False
     access_token: str | None = dataclasses.field(default=None, repr=False)
     allow_private_networks: bool = False
+    # Host names answered (Host header); None = loopback names plus PUBLIC_BASE_URL's
+    # host. ("*",) answers any host, which only makes sense behind ACCESS_TOKEN.
+    allowed_hosts: tuple[str, ...] | None = None
+    max_downloads_per_client: int = 3
+    download_idle_timeout: float = 60.0
+    max_header_bytes: int = 32 * 1024
+    cache_max_bytes: int = 128 * 1024**2
+    segment_max_bytes: int = 32 * 1024**2
+    # yt-dlp's `extractor_args` (e.g. the YouTube player-client order), merged under
+    # the PO-token provider's own entry.
+    ytdlp_extractor_args: dict[str, dict[str, list[str]]] = dataclasses.field(
+        default_factory=dict
+    )
+    # A looping still ("starts at 20:00", "ended") on a channel that is not live.
+    live_slate: bool = True
     log_level: str = "INFO"
     log_format: str = "text"
 
@@ -116,6 +132,24 @@ class Settings:
             secret_key_generated=secret is None,
             access_token=reader.get("ACCESS_TOKEN", _access_token, None),
             allow_private_networks=reader.get("ALLOW_PRIVATE_NETWORKS", _bool, False),
+            allowed_hosts=reader.get("ALLOWED_HOSTS", _host_list, None),
+            max_downloads_per_client=reader.get(
+                "MAX_DOWNLOADS_PER_CLIENT", _int_range(1, 10000), 3
+            ),
+            download_idle_timeout=reader.get(
+                "DOWNLOAD_IDLE_TIMEOUT", _float_range(1, 3600), 60.0
+            ),
+            max_header_bytes=reader.get(
+                "MAX_HEADER_BYTES", _size_range(4 * 1024, 1024**2), 32 * 1024
+            ),
+            cache_max_bytes=reader.get(
+                "CACHE_MAX_BYTES", _size_range(1024**2, 64 * 1024**3), 128 * 1024**2
+            ),
+            segment_max_bytes=reader.get(
+                "SEGMENT_MAX_BYTES", _size_range(64 * 1024, 1024**3), 32 * 1024**2
+            ),
+            ytdlp_extractor_args=reader.get("YTDLP_EXTRACTOR_ARGS", _extractor_args, {}),
+            live_slate=reader.get("LIVE_SLATE", _bool, True),
             log_level=reader.get("LOG_LEVEL", _choice(LOG_LEVELS, upper=True), "INFO"),
             log_format=reader.get("LOG_FORMAT", _choice(LOG_FORMATS), "text"),
         )
@@ -276,6 +310,49 @@ def _redis_url(value: str) -> str:
 
 def _proxy_url(value: str) -> str:
     return _url(value, ("http", "https", "socks5", "socks5h", "socks4"))
+
+
+def _host_list(value: str) -> tuple[str, ...]:
+    """Comma-separated host names (no ports), lower-cased; `*` alone means any host."""
+    hosts = tuple(h.strip().lower().rstrip(".") for h in value.split(",") if h.strip())
+    if not hosts:
+        raise ValueError("lists no host")
+    if "*" in hosts and len(hosts) > 1:
+        raise ValueError("`*` must stand alone")
+    for host in hosts:
+        if host == "*":
+            continue
+        if "/" in host or " " in host or (":" in host and not host.startswith("[")):
+            raise ValueError(f"{host!r} is not a host name (no scheme, path or port)")
+    return hosts
+
+
+def _extractor_args(value: str) -> dict[str, dict[str, list[str]]]:
+    """yt-dlp `extractor_args` as JSON: {"extractor": {"arg": ["value", ...]}}.
+
+    A plain string value is taken as a one-item list, as yt-dlp's own
+    `--extractor-args youtube:player_client=web_safari` would give it."""
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise ValueError(
+            f'is not JSON ({exc.msg}); e.g. {{"youtube": {{"player_client": ["web_safari"]}}}}'
+        ) from None
+    if not isinstance(parsed, dict):
+        raise ValueError("must be a JSON object of extractors")
+    result: dict[str, dict[str, list[str]]] = {}
+    for extractor, args in parsed.items():
+        if not isinstance(args, dict):
+            raise ValueError(f"{extractor!r} must map argument names to lists of strings")
+        converted: dict[str, list[str]] = {}
+        for name, values in args.items():
+            if isinstance(values, str):
+                values = [values]
+            if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+                raise ValueError(f"{extractor}.{name} must be a string or a list of strings")
+            converted[str(name)] = list(values)
+        result[str(extractor).lower()] = converted
+    return result
 
 
 def _js_runtime(value: str) -> tuple[str, str | None]:
