@@ -25,6 +25,7 @@ from urllib.parse import urljoin
 
 import aiohttp
 
+from ..bodies import read_capped
 from ..errors import UpstreamError, YtproxyError
 from .headers import Naming, parse_content_range
 from .response import Head
@@ -153,15 +154,22 @@ class FragmentRelay:
             except NETWORK_ERRORS as exc:
                 await self._attempts.failed(f"playlist request failed: {exc!r}")
                 continue
+            body: bytes | BaseException | None = None
             try:
                 if response.status == 200:
-                    raw = await response.content.read(_MAX_PLAYLIST)
-                    text = raw.decode("utf-8", "replace")
-                    self._urls, has_map = parse_media_playlist(text, str(response.url))
-                    return has_map
+                    body = await read_capped(response, _MAX_PLAYLIST, what="The format's playlist")
+            except NETWORK_ERRORS as exc:
+                body = exc
             finally:
                 release(response)
-            await self._failed_status(response.status, relist=False)
+            if isinstance(body, bytes):
+                text = body.decode("utf-8", "replace")
+                self._urls, has_map = parse_media_playlist(text, str(response.url))
+                return has_map
+            if body is not None:
+                await self._attempts.failed(f"playlist body broke: {body!r}")
+            else:
+                await self._failed_status(response.status, relist=False)
 
     async def _open_fragment(self) -> None:
         while True:

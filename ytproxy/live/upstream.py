@@ -4,6 +4,7 @@
 aiohttp session, retrying transient failures (connection errors, 5xx, 429) with
 backoff, and raises `UpstreamGone` for 403/404/410, the answers googlevideo gives
 once a URL has expired or been revoked: the caller re-resolves the channel on that.
+A playlist is read to its end and refused past 8 MiB (`bodies.read_capped`).
 
 Errors raised from here never carry the upstream URL, in their message or anywhere
 else, because their messages reach clients and the URL must not. Segments are
@@ -18,6 +19,7 @@ import logging
 import aiohttp
 
 from ..backoff import backoff
+from ..bodies import read_capped
 from ..errors import UpstreamError
 from ..metrics import Metrics
 
@@ -75,9 +77,9 @@ async def fetch_text(
                     raise UpstreamError(
                         f"The stream's server answered {response.status}", code="upstream_error"
                     )
-                if (response.content_length or 0) > _MAX_PLAYLIST_BYTES:
-                    raise UpstreamError("The stream's playlist is too large")
-                body = await response.read()
+                body = await read_capped(
+                    response, _MAX_PLAYLIST_BYTES, what="The stream's playlist"
+                )
                 return body.decode("utf-8", errors="replace"), str(response.url)
         except (aiohttp.ClientError, TimeoutError, TransientUpstream) as exc:
             log.info("%s fetch failed (attempt %d): %s", kind, attempt + 1, _describe(exc))

@@ -1,0 +1,218 @@
+"""Capped whole-body reads (`ytproxy.bodies`) and the playlist fetches that use them.
+
+A small aiohttp server on the test's own loop sends playlists the hard way: trickled
+in many small chunked writes, or chunked and far bigger than any playlist, or with a
+`Content-Length` that announces too much and then nothing at all. The download relay
+is exercised through the real app (uvicorn on a socket), as in
+`test_download_upstreams.py`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+import aiohttp
+import httpx
+import pytest
+from aiohttp import web
+
+from tests.apps import AppServer
+from tests.test_download_upstreams import SEGMENTS, link, publish
+from ytproxy.bodies import BodyTooLarge, read_capped
+from ytproxy.live.upstream import fetch_text
+from ytproxy.metrics import Metrics
+from ytproxy.settings import Settings
+
+HUGE = 64 * 1024 * 1024  # far past the 8 MiB playlist cap of both jobs, and socket buffers
+_BLOCK = b"#EXT-X-DISCONTINUITY\n" * 3000  # ~62 KiB of valid-looking playlist lines
+
+
+class Trickler:
+    """Playlists sent slowly, hugely, or with a lying `Content-Length`."""
+
+    def __init__(self) -> None:
+        self.base = ""
+        self.huge_sent = 0
+        self.huge_ended = asyncio.Event()
+        self.hold = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/trickle.m3u8", self.trickle)
+        app.router.add_get("/seg/{index}", self.segment)
+        app.router.add_get("/huge.m3u8", self.huge)
+        app.router.add_get("/announced.m3u8", self.announced)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.base = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
+
+    async def close(self) -> None:
+        self.hold.set()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def vod_playlist(self) -> bytes:
+        lines = ["#EXTM3U", "#EXT-X-VERSION:3", "#EXT-X-TARGETDURATION:2"]
+        for i in range(len(SEGMENTS)):
+            lines += ["#EXTINF:2.0,", f"{self.base}/seg/{i}"]
+        lines.append("#EXT-X-ENDLIST")
+        return ("\n".join(lines) + "\n").encode()
+
+    async def trickle(self, request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        response.enable_chunked_encoding()
+        response.content_type = "application/vnd.apple.mpegurl"
+        await response.prepare(request)
+        body = self.vod_playlist()
+        for start in range(0, len(body), 20):
+            await response.write(body[start : start + 20])
+            await asyncio.sleep(0.01)  # each piece its own TCP write: the pace, not a check
+        await response.write_eof()
+        return response
+
+    async def segment(self, request: web.Request) -> web.Response:
+        return web.Response(body=SEGMENTS[int(request.match_info["index"])])
+
+    async def huge(self, request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        try:
+            await response.write(b"#EXTM3U\n")
+            while self.huge_sent < HUGE:
+                await response.write(_BLOCK)
+                self.huge_sent += len(_BLOCK)
+            await response.write_eof()
+        except ConnectionError:
+            pass
+        finally:
+            self.huge_ended.set()
+        return response
+
+    async def announced(self, request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        response.content_length = HUGE
+        await response.prepare(request)
+        await self.hold.wait()  # not a byte of the body until the test ends
+        return response
+
+
+@pytest.fixture
+async def trickler() -> AsyncIterator[Trickler]:
+    server = Trickler()
+    await server.start()
+    yield server
+    await server.close()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+async def test_a_trickled_chunked_body_is_read_to_its_last_line(
+    trickler: Trickler, http: aiohttp.ClientSession
+) -> None:
+    async with http.get(trickler.base + "/trickle.m3u8") as response:
+        body = await read_capped(response, 1024 * 1024, what="The playlist")
+    assert body == trickler.vod_playlist()
+    assert body.decode().splitlines()[-1] == "#EXT-X-ENDLIST"
+
+
+async def test_an_oversized_chunked_body_is_refused_without_reading_it_all(
+    trickler: Trickler, http: aiohttp.ClientSession
+) -> None:
+    limit = 256 * 1024
+    async with http.get(trickler.base + "/huge.m3u8") as response:
+        assert response.content_length is None
+        with pytest.raises(BodyTooLarge) as caught:
+            await read_capped(response, limit, what="The playlist")
+        assert response.content.total_bytes < HUGE
+    assert caught.value.status_code == 502
+    assert caught.value.code == "upstream_too_large"
+    assert caught.value.message.startswith("The playlist is larger than")
+    # Leaving the response closed the connection: the server stopped well short.
+    await trickler.huge_ended.wait()
+    assert trickler.huge_sent < HUGE
+
+
+async def test_a_body_announced_too_large_is_refused_before_any_of_it_arrives(
+    trickler: Trickler, http: aiohttp.ClientSession
+) -> None:
+    async with http.get(trickler.base + "/announced.m3u8") as response:
+        with pytest.raises(BodyTooLarge):
+            await read_capped(response, 1024 * 1024, what="The playlist")
+
+
+async def test_a_body_exactly_at_the_cap_is_accepted(
+    trickler: Trickler, http: aiohttp.ClientSession
+) -> None:
+    playlist = trickler.vod_playlist()
+    async with http.get(trickler.base + "/trickle.m3u8") as response:
+        assert await read_capped(response, len(playlist), what="The playlist") == playlist
+    async with http.get(trickler.base + "/trickle.m3u8") as response:
+        with pytest.raises(BodyTooLarge):
+            await read_capped(response, len(playlist) - 1, what="The playlist")
+
+
+async def test_live_playlist_fetch_keeps_a_trickled_playlist_whole(
+    trickler: Trickler, http: aiohttp.ClientSession
+) -> None:
+    text, final_url = await fetch_text(
+        http, trickler.base + "/trickle.m3u8", kind="live_playlist", metrics=Metrics()
+    )
+    assert text.encode() == trickler.vod_playlist()
+    assert final_url == trickler.base + "/trickle.m3u8"
+
+
+async def test_live_playlist_fetch_refuses_an_oversized_chunked_playlist_once(
+    trickler: Trickler, http: aiohttp.ClientSession
+) -> None:
+    metrics = Metrics()
+    with pytest.raises(BodyTooLarge) as caught:
+        await fetch_text(http, trickler.base + "/huge.m3u8", kind="live_playlist", metrics=metrics)
+    assert "127.0.0.1" not in caught.value.message
+    await trickler.huge_ended.wait()
+    assert trickler.huge_sent < HUGE
+    sample = {"kind": "live_playlist", "status": "200"}
+    assert metrics.registry.get_sample_value("upstream_requests_total", sample) == 1
+
+
+@pytest.fixture
+def gateway(app_server: Callable[..., AppServer], settings: Settings) -> AppServer:
+    return app_server(settings, chunk_size=16 * 1024)
+
+
+async def test_a_trickled_vod_playlist_downloads_whole_instead_of_being_taken_for_live(
+    gateway: AppServer, trickler: Trickler
+) -> None:
+    fmt = {
+        "format_id": "slow", "url": f"{trickler.base}/trickle.m3u8", "protocol": "m3u8_native",
+        "ext": "mp4", "vcodec": "avc1.4d401e", "acodec": "mp4a.40.2",
+    }  # fmt: skip
+    publish(gateway, "https://video.test/slow", [fmt])
+    async with httpx.AsyncClient(timeout=60) as client:
+        response = await client.get(link(gateway, "https://video.test/slow", "slow"))
+    assert response.status_code == 200, response.text
+    assert response.content == b"".join(SEGMENTS)
+
+
+async def test_an_oversized_vod_playlist_is_refused_with_502(
+    gateway: AppServer, trickler: Trickler
+) -> None:
+    fmt = {
+        "format_id": "huge", "url": f"{trickler.base}/huge.m3u8", "protocol": "m3u8_native",
+        "ext": "mp4", "vcodec": "avc1.4d401e", "acodec": "mp4a.40.2",
+    }  # fmt: skip
+    publish(gateway, "https://video.test/huge", [fmt])
+    async with httpx.AsyncClient(timeout=60) as client:
+        response = await client.get(link(gateway, "https://video.test/huge", "huge"))
+    assert response.status_code == 502
+    assert response.json()["error"]["code"] == "upstream_too_large"
+    await trickler.huge_ended.wait()
+    assert trickler.huge_sent < HUGE

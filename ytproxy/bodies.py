@@ -1,0 +1,54 @@
+"""Reading a whole upstream body into memory, with a cap.
+
+`read_capped(response, limit, what=...)` returns the body of an aiohttp response,
+read to its end, and raises `BodyTooLarge` (a 502 `UpstreamError`) as soon as it is
+clear the body is bigger than `limit` bytes: at once when `Content-Length` says so,
+otherwise the moment more than `limit` bytes have arrived, so at most `limit + 1`
+bytes are ever held. It is for bodies that must be had whole before they mean
+anything (HLS playlists, manifests), and which a server that is slow, chunked or
+hostile could otherwise make arbitrarily large.
+
+Unlike `response.content.read(n)`, which returns after the first socket read and so
+can silently cut a body that arrives in several pieces, it reads until EOF.
+
+It does not retry, decode, release the response, or stream: media bodies are relayed
+in fixed-size pieces by the relays, never read whole. Errors raised from here never
+carry the upstream URL.
+"""
+
+from __future__ import annotations
+
+import aiohttp
+
+from .errors import UpstreamError
+
+_PIECE = 64 * 1024
+
+
+class BodyTooLarge(UpstreamError):
+    """The upstream's body is bigger than the gateway accepts for it."""
+
+    default_code = "upstream_too_large"
+
+    def __init__(self, what: str, limit: int) -> None:
+        super().__init__(f"{what} is larger than the gateway accepts ({limit} bytes)")
+        self.limit = limit
+
+
+async def read_capped(response: aiohttp.ClientResponse, limit: int, *, what: str) -> bytes:
+    """The whole body of `response`; `BodyTooLarge` once it passes `limit` bytes.
+
+    `what` names the body in the error message ("The stream's playlist"). Network
+    errors while reading (aiohttp's `ClientPayloadError`, timeouts) propagate as they are.
+    """
+    if response.content_length is not None and response.content_length > limit:
+        raise BodyTooLarge(what, limit)
+    body = bytearray()
+    while True:
+        # Ask for one byte past the cap at most: that byte is the proof of excess.
+        piece = await response.content.read(min(_PIECE, limit + 1 - len(body)))
+        if not piece:
+            return bytes(body)
+        body += piece
+        if len(body) > limit:
+            raise BodyTooLarge(what, limit)
