@@ -7,7 +7,8 @@ timeout) and retries transient failures with exponential backoff and jitter.
 
 Calls come in lanes so that live-channel resolution never waits behind analyses:
 the pool has `MAX_CONCURRENT_YTDLP_REQUESTS` threads and the `analyse` lane may use
-all but one of them, so a thread is always free for the `live` lane.
+all but one of them, so a thread is always free for the `live` lane. A lane's slot
+is held until its thread ends, even when the caller has stopped waiting for it.
 
 It does not cache or deduplicate (callers use the cache's single-flight), does not
 download media, and never starts yt-dlp's command line. A call whose caller gives up
@@ -218,32 +219,58 @@ class Extractor:
         cancelled = threading.Event()
         params = self.params(options)
         params["logger"] = _Logger(on_event, cancelled)
-        loop = asyncio.get_running_loop()
-        started = time.monotonic()
-        async with self._lanes[lane]:
-            self.calls += 1
-            in_flight = self._metrics.ytdlp_in_flight.labels(lane)
-            in_flight.inc()
-            try:
-                info = await asyncio.wait_for(
-                    loop.run_in_executor(self._pool, _run_ytdlp, url, params),
-                    timeout=self._settings.ytdlp_timeout * 4,
-                )
-            except TimeoutError:
-                cancelled.set()
-                self._count_error("upstream_timeout")
-                raise ExtractionError(_HUMAN["upstream_timeout"], code="upstream_timeout") from None
-            except ExtractionError as exc:
-                self._count_error(exc.code)
-                raise
-            except BaseException:
-                cancelled.set()
-                raise
-            finally:
-                in_flight.dec()
-                self._metrics.ytdlp_duration.labels(lane).observe(time.monotonic() - started)
+        thread = await self._start_thread(lane, url, params)
+        try:
+            info = await asyncio.wait_for(thread, timeout=self._settings.ytdlp_timeout * 4)
+        except TimeoutError:
+            cancelled.set()
+            self._count_error("upstream_timeout")
+            raise ExtractionError(_HUMAN["upstream_timeout"], code="upstream_timeout") from None
+        except ExtractionError as exc:
+            self._count_error(exc.code)
+            raise
+        except BaseException:
+            cancelled.set()
+            raise
         self._metrics.ytdlp_requests.labels("success").inc()
         return info
+
+    async def _start_thread(
+        self, lane: Lane, url: str, params: dict[str, Any]
+    ) -> asyncio.Future[dict[str, Any]]:
+        """Take a slot of `lane` and run yt-dlp for `url` in a pool thread.
+
+        The slot is given back when the thread ends, not when the caller stops
+        waiting: a caller that times out or is cancelled leaves its thread running
+        until yt-dlp notices, and counting that thread as free would let given-up
+        analyses take every thread, the live lane's one included.
+        """
+        slots = self._lanes[lane]
+        started = time.monotonic()
+        await slots.acquire()
+        loop = asyncio.get_running_loop()
+        in_flight = self._metrics.ytdlp_in_flight.labels(lane)
+
+        def finished() -> None:
+            slots.release()
+            in_flight.dec()
+            self._metrics.ytdlp_duration.labels(lane).observe(time.monotonic() - started)
+
+        def thread_ended(_: object) -> None:
+            # Runs in the pool thread (or wherever the future was cancelled).
+            if not loop.is_closed():
+                with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                    loop.call_soon_threadsafe(finished)
+
+        try:
+            future = self._pool.submit(_run_ytdlp, url, params)
+        except BaseException:
+            slots.release()
+            raise
+        self.calls += 1
+        in_flight.inc()
+        future.add_done_callback(thread_ended)
+        return asyncio.wrap_future(future, loop=loop)
 
     def _count_error(self, code: str) -> None:
         self._metrics.ytdlp_requests.labels("error").inc()
