@@ -5,10 +5,10 @@ event loop (like the test origin), so yt-dlp's threads, ffmpeg, aiohttp and http
 all use it. It forwards absolute-form requests (`GET http://host:port/path HTTP/1.1`,
 what clients send to a plain-HTTP proxy for an http:// URL) and tunnels `CONNECT`
 (https:// URLs), one request per client connection. It counts what it carried:
-`requests[target]` per `host:port`, and `paths` in order.
+`requests[target]` per `host:port` (refused ones too), and `paths` in order.
 
 A test double: no authentication, no keep-alive, no chunked request bodies, and it
-refuses targets off loopback (these tests must never reach anything else).
+refuses targets off loopback (127.0.0.0/8, ::1) (these tests must never reach anything else).
 """
 
 from __future__ import annotations
@@ -16,11 +16,20 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import ipaddress
 import threading
 from types import TracebackType
 from urllib.parse import urlsplit
 
-_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class ForwardProxy:
@@ -108,13 +117,13 @@ class ForwardProxy:
             await _reply(writer, 400, "absolute-form http:// URL expected")
             return
         host, port = parts.hostname, parts.port or 80
-        if host not in _LOOPBACK:
-            await _reply(writer, 403, "this test proxy only reaches loopback")
-            return
         path = parts.path or "/"
         if parts.query:
             path += "?" + parts.query
         self._record(f"{host}:{port}", path)
+        if not _loopback(host):
+            await _reply(writer, 403, "this test proxy only reaches loopback")
+            return
         try:
             up_reader, up_writer = await asyncio.open_connection(host, port)
         except OSError:
@@ -141,10 +150,10 @@ class ForwardProxy:
     async def _tunnel(
         self, host: str, port: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
-        if host not in _LOOPBACK:
+        self._record(f"{host}:{port}", "CONNECT")
+        if not _loopback(host):
             await _reply(writer, 403, "this test proxy only reaches loopback")
             return
-        self._record(f"{host}:{port}", "CONNECT")
         try:
             up_reader, up_writer = await asyncio.open_connection(host, port)
         except OSError:

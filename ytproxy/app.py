@@ -38,6 +38,7 @@ from .extractor import YTDLP_VERSION, Extractor
 from .live import routes as live_routes
 from .live.service import LiveService
 from .metrics import Metrics
+from .netguard import AddressPolicy
 from .services import Services, open_http_session
 from .settings import Settings, load_environment
 from .signing import Signer
@@ -122,6 +123,7 @@ async def _lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
             signer=app.state.signer,
             templates=app.state.templates,
             probes=probes,
+            policy=AddressPolicy.from_settings(settings),
         )
         svc.live = LiveService(svc)
         await svc.live.start()

@@ -111,6 +111,7 @@ EXTRACTION_STATUS: dict[str, int] = {
     "upstream_timeout": 504,
     "network_error": 502,
     "extraction_failed": 502,
+    "forbidden_address": 403,
 }
 
 

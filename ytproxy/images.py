@@ -49,7 +49,7 @@ async def image_relay(request: Request) -> Response:
     url = str(svc.signer.open(PURPOSE, request.path_params["token"]).get("u", ""))
     await check_url(
         url,
-        allow_private=svc.settings.allow_private_networks,
+        policy=svc.policy,
         proxied=svc.settings.global_proxy is not None,
     )
     try:

@@ -20,6 +20,7 @@ from starlette.requests import HTTPConnection
 from .cache import Cache
 from .extractor import Extractor
 from .metrics import Metrics
+from .netguard import AddressPolicy, guarded_connector, redirect_limit
 from .settings import Settings
 from .signing import Signer
 from .web import Templates
@@ -41,6 +42,7 @@ class Services:
     signer: Signer
     templates: Templates
     probes: Probes
+    policy: AddressPolicy
     # The jobs' components need the services above, so they are attached after.
     live: LiveService = dataclasses.field(init=False)
     analyse: TaskRunner = dataclasses.field(init=False)
@@ -53,15 +55,16 @@ def services(conn: HTTPConnection) -> Services:
 
 
 def open_http_session(settings: Settings) -> aiohttp.ClientSession:
-    """The app's one outbound HTTP session; all relay traffic goes through the proxy."""
-    timeout = aiohttp.ClientTimeout(total=None, connect=10, sock_connect=10, sock_read=30)
-    proxy = settings.global_proxy
-    if proxy and proxy.startswith("socks"):
-        from aiohttp_socks import ProxyConnector
+    """The app's one outbound HTTP session; all relay traffic goes through the proxy.
 
-        return aiohttp.ClientSession(
-            connector=ProxyConnector.from_url(proxy, limit=0, rdns=True),
-            timeout=timeout,
-        )
-    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
-    return aiohttp.ClientSession(connector=connector, timeout=timeout, proxy=proxy)
+    Its connector refuses private addresses at connect time (`netguard`), on every
+    redirect hop, of which there may be at most `netguard.MAX_REDIRECTS`."""
+    timeout = aiohttp.ClientTimeout(total=None, connect=10, sock_connect=10, sock_read=30)
+    policy = AddressPolicy.from_settings(settings)
+    proxy = settings.global_proxy
+    return aiohttp.ClientSession(
+        connector=guarded_connector(settings, policy),
+        timeout=timeout,
+        proxy=None if proxy is None or proxy.startswith("socks") else proxy,
+        trace_configs=[redirect_limit()],
+    )

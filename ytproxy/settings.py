@@ -12,6 +12,7 @@ anything: the generated `SECRET_KEY` is per process and only flagged
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import os
 import secrets
@@ -66,6 +67,8 @@ class Settings:
     secret_key_generated: bool = False
     access_token: str | None = dataclasses.field(default=None, repr=False)
     allow_private_networks: bool = False
+    # Private networks the gateway may fetch from all the same (a LAN media server).
+    trusted_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     # Host names answered (Host header); None = loopback names plus PUBLIC_BASE_URL's
     # host. ("*",) answers any host, which only makes sense behind ACCESS_TOKEN.
     allowed_hosts: tuple[str, ...] | None = None
@@ -132,6 +135,7 @@ class Settings:
             secret_key_generated=secret is None,
             access_token=reader.get("ACCESS_TOKEN", _access_token, None),
             allow_private_networks=reader.get("ALLOW_PRIVATE_NETWORKS", _bool, False),
+            trusted_networks=reader.get("TRUSTED_NETWORKS", _networks, ()),
             allowed_hosts=reader.get("ALLOWED_HOSTS", _host_list, None),
             max_downloads_per_client=reader.get(
                 "MAX_DOWNLOADS_PER_CLIENT", _int_range(1, 10000), 3
@@ -310,6 +314,19 @@ def _redis_url(value: str) -> str:
 
 def _proxy_url(value: str) -> str:
     return _url(value, ("http", "https", "socks5", "socks5h", "socks4"))
+
+
+def _networks(value: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """Comma-separated CIDR networks (a bare address is a /32 or /128)."""
+    networks = []
+    for item in (part.strip() for part in value.split(",")):
+        if not item:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ValueError(f"{item!r} is not a network (e.g. 192.168.1.0/24)") from None
+    return tuple(networks)
 
 
 def _host_list(value: str) -> tuple[str, ...]:

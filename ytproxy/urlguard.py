@@ -1,6 +1,6 @@
 """The rules a URL must pass before the gateway asks yt-dlp to fetch it.
 
-`check_url(url, allow_private=..., proxied=...)` returns the URL, stripped, or raises:
+`check_url(url, policy=..., proxied=...)` returns the URL, stripped, or raises:
 
 - `BadRequest invalid_url`: not a string, not http(s) (so no `file:`, `javascript:`,
   `data:`, `ftp:`), no host, whitespace or control characters inside, a bad port;
@@ -14,18 +14,13 @@
   address the name resolves to is checked, not just the first.
 
 With `ALLOW_PRIVATE_NETWORKS` the address rules are skipped (the tests need this: their
-origin runs on 127.0.0.1); the scheme and length rules still apply.
+origin runs on 127.0.0.1), and `TRUSTED_NETWORKS` are allowed; the scheme and length
+rules still apply.
 
-Limits, stated plainly. This is a check at submission time, not a firewall:
-
-- DNS rebinding: the name is resolved here and again, later, by yt-dlp; a hostile
-  DNS server can answer differently the second time.
-- Redirects and embedded URLs are not checked: yt-dlp follows HTTP redirects and
-  fetches manifests, players and pages named by the first response, wherever they
-  point. (The test origin itself works by redirecting.)
-- Through `GLOBAL_PROXY` the connection is made by the proxy, from its own network.
-A deployment that must keep yt-dlp away from internal services should also block
-them at the network level (an egress firewall, or a proxy that refuses them).
+This is a check at submission time, so that a bad URL gets a clear answer at once. It
+is not what keeps the gateway out of private networks: redirects, URLs embedded in
+pages and DNS rebinding all get past a check of the submitted URL. `netguard` does
+that, at connect time, for every connection made on behalf of outside input.
 """
 
 from __future__ import annotations
@@ -34,9 +29,13 @@ import asyncio
 import ipaddress
 import logging
 import socket
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from .errors import BadRequest, Forbidden
+
+if TYPE_CHECKING:
+    from .netguard import AddressPolicy
 
 log = logging.getLogger(__name__)
 
@@ -44,15 +43,16 @@ MAX_URL_LENGTH = 2048
 RESOLVE_TIMEOUT = 5.0
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 
 
-async def check_url(url: object, *, allow_private: bool, proxied: bool = False) -> str:
+async def check_url(url: object, *, policy: AddressPolicy, proxied: bool = False) -> str:
     """Validate a submitted URL; see the module docstring for the rules."""
     host = parse_http_url(url)
     assert isinstance(url, str)
-    if not allow_private:
+    if not policy.allow_private:
         for address in await resolve(host, proxied=proxied):
-            if not is_public(address):
+            if not policy.permits(address):
                 raise Forbidden(
                     "This address is on a private or local network, which the gateway "
                     "does not fetch from",
@@ -111,6 +111,9 @@ def is_public(address: IPAddress) -> bool:
     """True for a globally routable unicast address."""
     if isinstance(address, ipaddress.IPv6Address):
         mapped = address.ipv4_mapped or address.sixtofour
+        if mapped is None and address in _NAT64:
+            # 64:ff9b::a.b.c.d reaches a.b.c.d through a NAT64 gateway.
+            mapped = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
         if mapped is not None:
             return is_public(mapped)
     if address.is_multicast or address.is_unspecified or address.is_reserved:

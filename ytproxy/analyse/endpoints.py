@@ -53,7 +53,7 @@ async def analyze(request: Request) -> Response:
     submitted = await read_url(request)
     url = await check_url(
         submitted,
-        allow_private=svc.settings.allow_private_networks,
+        policy=svc.policy,
         proxied=bool(svc.settings.global_proxy),
     )
     task_id = await svc.analyse.submit(url)
