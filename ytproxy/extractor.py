@@ -37,7 +37,9 @@ from yt_dlp.utils import DownloadError, GeoRestrictedError, UnsupportedError, Yo
 from .backoff import backoff
 from .errors import ExtractionError
 from .metrics import Metrics
+from .netguard import AddressPolicy
 from .settings import Settings
+from .ytdl_network import guarded_youtubedl
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,7 @@ _PREFIX = re.compile(r"^(ERROR:\s*)?(\[[\w:.-]+\]\s*)?([\w-]{1,64}:\s)?")
 
 # Ordered: the first pattern that matches a yt-dlp message decides its code.
 _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("forbidden_address", re.compile(r"forbidden_address", re.I)),
     ("private_video", re.compile(r"private video|this video is private", re.I)),
     (
         "login_required",
@@ -104,6 +107,10 @@ _HUMAN: dict[str, str] = {
     "upstream_timeout": "The video site did not answer in time",
     "network_error": "The video site could not be reached",
     "extraction_failed": "yt-dlp could not read this video",
+    "forbidden_address": (
+        "The video or a page it leads to is on a private or local network, which the "
+        "gateway does not fetch from"
+    ),
 }
 
 
@@ -150,6 +157,12 @@ class Extractor:
             "live": asyncio.Semaphore(threads),
         }
         self.calls = 0
+        policy = AddressPolicy.from_settings(settings)
+        # Plain yt-dlp when private networks are allowed; otherwise every request it
+        # makes is held to the address policy (see ytdl_network).
+        self._ydl_class: type[yt_dlp.YoutubeDL] = (
+            yt_dlp.YoutubeDL if policy.allow_private else guarded_youtubedl(policy)
+        )
 
     async def start(self) -> None:
         """Load yt-dlp's plugins (the PO-token provider) once, before any call.
@@ -263,7 +276,7 @@ class Extractor:
                     loop.call_soon_threadsafe(finished)
 
         try:
-            future = self._pool.submit(_run_ytdlp, url, params)
+            future = self._pool.submit(_run_ytdlp, self._ydl_class, url, params)
         except BaseException:
             slots.release()
             raise
@@ -284,13 +297,15 @@ def _load_plugins() -> None:
     yt_dlp.YoutubeDL({"quiet": True, "logger": _Logger(None, threading.Event())}).close()
 
 
-def _run_ytdlp(url: str, params: dict[str, Any]) -> dict[str, Any]:
+def _run_ytdlp(
+    ydl_class: type[yt_dlp.YoutubeDL], url: str, params: dict[str, Any]
+) -> dict[str, Any]:
     """Runs in a pool thread: one YoutubeDL for this call only."""
     with _private_cookies(params.get("cookiefile")) as cookiefile:
         if cookiefile is not None:
             params = {**params, "cookiefile": cookiefile}
         try:
-            with yt_dlp.YoutubeDL(params) as ydl:
+            with ydl_class(params) as ydl:
                 info = ydl.extract_info(url, download=False)
                 if info is None:
                     raise ExtractionError(_HUMAN["extraction_failed"])
@@ -349,7 +364,12 @@ def classify(exc: BaseException) -> ExtractionError:
     else:
         code = next((c for c, pattern in _PATTERNS if pattern.search(detail)), "extraction_failed")
     message = _HUMAN[code]
-    if detail and code not in {"unsupported_url", "network_error", "upstream_timeout"}:
+    if detail and code not in {
+        "unsupported_url",
+        "network_error",
+        "upstream_timeout",
+        "forbidden_address",
+    }:
         message = f"{message}: {detail}"
     return ExtractionError(message[:300], code=code)
 
