@@ -74,7 +74,9 @@ def choose_container(vcodec: str | None, acodec: str | None, wanted: str | None)
 def ffmpeg_command(ffmpeg: str, inputs: list[str], container: str) -> list[str]:
     command = [ffmpeg, "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error"]
     for url in inputs:
-        command += ["-rw_timeout", _RW_TIMEOUT, "-i", url]
+        # Inputs are the gateway's own signed part URLs on loopback (which the relay
+        # fetches under the address policy); ffmpeg may open nothing else.
+        command += ["-protocol_whitelist", "http,tcp", "-rw_timeout", _RW_TIMEOUT, "-i", url]
     command += ["-map", "0:v:0", "-map", "1:a:0", "-c", "copy", *_MUXERS[container], "pipe:1"]
     return command
 
