@@ -1,9 +1,11 @@
 # ytproxy: the gateway in one image (see DEPLOYMENT.md; docker-compose.yml runs it).
 #
-# Python 3.11 slim (Debian), ffmpeg from Debian for merged downloads, and deno as
-# yt-dlp's JavaScript runtime, which the `yt-dlp[default,deno]` dependency brings as a
-# pip package (the binary lands in /opt/venv/bin, where yt-dlp looks first). It runs as
-# an unprivileged user. No test or dev dependencies.
+# Python 3.11 slim (Debian), ffmpeg from Debian for merged downloads and the live
+# slates, fonts-wqy-microhei for the slates' Chinese text (the smallest Debian font with
+# Chinese glyphs, ~5 MB), and deno as yt-dlp's JavaScript runtime, which the
+# `yt-dlp[default,deno]` dependency brings as a pip package (the binary lands in
+# /opt/venv/bin, where yt-dlp looks first). It runs as an unprivileged user. No test or
+# dev dependencies.
 #
 # The app runs from /app, with templates/, static/ and the locale files beside the
 # package (they are not in the wheel), so the virtualenv holds the dependencies only.
@@ -24,7 +26,7 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
 
 FROM python:3.11-slim
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ffmpeg \
+ && apt-get install -y --no-install-recommends ffmpeg fonts-wqy-microhei \
  && rm -rf /var/lib/apt/lists/*
 ARG UID=10001
 RUN useradd --system --uid "$UID" --user-group --create-home --home-dir /home/ytproxy \
@@ -48,7 +50,8 @@ USER ytproxy
 # Fail the build, rather than YouTube at run time, when yt-dlp cannot find the JS
 # runtime or ffmpeg is missing; this is the same lookup /health and /diagnostics use.
 RUN python -c "import yt_dlp; from yt_dlp.globals import supported_js_runtimes; info = supported_js_runtimes.value['deno']().info; assert info is not None and info.supported, 'yt-dlp finds no usable deno'; print('yt-dlp', yt_dlp.version.__version__, 'finds deno', info.version, 'at', info.path)" \
- && ffmpeg -hide_banner -version | head -n 1
+ && ffmpeg -hide_banner -version | head -n 1 \
+ && test -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc
 EXPOSE 8000
 # /health is open even with ACCESS_TOKEN set; python, because the image has no curl.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \

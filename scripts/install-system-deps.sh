@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Install the Debian packages ytproxy needs, when they are missing.
-#   run:  ffmpeg (merged video+audio downloads)
-#   test: ffmpeg, redis-server, chromium (browser tests), prometheus (promtool), and a
-#         Chinese font so the browser tests and screenshots render the zh pages
+#   run:  ffmpeg (merged video+audio downloads, the live slates) and a Chinese font
+#         (fonts-wqy-microhei, the smallest) for the slate of a channel that is not live
+#   test: the same, and redis-server, chromium (browser tests), prometheus (promtool);
+#         the font also makes the browser tests and screenshots render the zh pages
 # As root it uses apt-get; otherwise it says what to install and, for `run`, goes on.
 set -euo pipefail
 mode=${1:-run}
@@ -14,7 +15,7 @@ missing=()
 for cmd in "${!wanted[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${wanted[$cmd]}")
 done
-if [[ $mode == test ]] && command -v dpkg-query >/dev/null 2>&1; then
+if command -v dpkg-query >/dev/null 2>&1; then
   dpkg-query -W -f='${Status}' fonts-wqy-microhei 2>/dev/null | grep -q "ok installed" \
     || missing+=(fonts-wqy-microhei)
 fi
@@ -34,5 +35,6 @@ elif [[ $mode == test ]]; then
   echo "Missing: $packages — install them (e.g. sudo apt-get install $packages)" >&2
   exit 1
 else
-  echo "Note: $packages not found; merged video+audio downloads need ffmpeg." >&2
+  echo "Note: $packages not found; merged video+audio downloads and live slates need" \
+    "ffmpeg, and the slates' Chinese text a CJK font (fonts-wqy-microhei)." >&2
 fi
