@@ -17,6 +17,8 @@ Routes (`S` = signed: `?expire=<unix s>&sig=<hmac>`; expired, forged or revoked 
 - `GET /watch/dash`: 302 to `GET /dash/manifest.mpd` S, a static MPD whose every
   Representation is one file at an absolute signed `BaseURL`
   `/dash/file/{itag}?expire&sig` (`GET|HEAD`, Range like the MP4).
+- YouTube-style lives (`origin.youtube`, `googlevideo.py`): a player API, `/watch?v=`,
+  `/@{handle}/live|streams` and path-signed googlevideo manifests and segments.
 
 The DASH signature lives in the BaseURL's query string: yt-dlp uses an absolute BaseURL
 verbatim as the format URL for single-file representations, query included (only
@@ -51,6 +53,7 @@ from tests.origin.controls import (
     RequestRecord,
     Signer,
 )
+from tests.origin.googlevideo import YouTube
 from tests.origin.media import HlsVariant, Media
 from tests.origin.responses import PLAN, send_bytes, send_file
 
@@ -76,6 +79,7 @@ class Origin:
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
         self._port = 0
+        self.youtube = YouTube(media, lambda: self.base_url, clock)
 
     def start(self) -> None:
         if self._thread is not None:
@@ -118,6 +122,7 @@ class Origin:
                 web.get("/watch/dash", self._watch_dash, name="watch_dash"),
                 web.get("/dash/manifest.mpd", self._dash_manifest, name="dash_manifest"),
                 web.get("/dash/file/{rep_id}", self._dash_file, name="dash_file"),
+                *self.youtube.routes(),
             ]
         )
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
@@ -190,6 +195,7 @@ class Origin:
     def expire_all(self) -> None:
         """Revoke every URL issued so far (they answer 403 from now on)."""
         self._signer.expire_all()
+        self.youtube.expire_all()
 
     def drop_after(self, prefix: str, nbytes: int, times: int = 1) -> None:
         """The next `times` requests under `prefix` send `nbytes` of body, then the
@@ -226,8 +232,10 @@ class Origin:
 
     def reset(self) -> None:
         """Back to a fresh origin: no faults, counters, offline flags or stream clocks,
-        the default URL lifetime. (URLs revoked by `expire_all` stay revoked.)"""
+        the default URL lifetime, no YouTube-style lives. (URLs revoked by `expire_all`
+        stay revoked.)"""
         self.clear_faults()
+        self.youtube.reset()
         self.reset_counts()
         self.set_url_lifetime(DEFAULT_URL_LIFETIME)
         with self._lock:
