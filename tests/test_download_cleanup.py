@@ -44,7 +44,7 @@ def path_of(server: AppServer, url: str, formats: list[str]) -> str:
 def abort(server: AppServer, path: str, *, body_bytes: int | None) -> None:
     """Ask for `path`, then hang up: at once (None), or after `body_bytes` of the body."""
     with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
-        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: gateway\r\n\r\n".encode())
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
         if body_bytes is None:
             return
         received = b""
@@ -98,7 +98,7 @@ def test_client_leaving_mid_body_releases_the_upstream_within_a_second(
     httpx.head(gateway.url(path), timeout=30)
     origin.add_latency("/vod/video.mp4", 0.3)
     with socket.create_connection(("127.0.0.1", gateway.port), timeout=30) as sock:
-        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: gateway\r\n\r\n".encode())
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
         assert sock.recv(65536).startswith(b"HTTP/1.1 200")
         deadline = time.monotonic() + 5
         while state(gateway)[1] == 0 and time.monotonic() < deadline:

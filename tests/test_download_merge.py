@@ -178,7 +178,7 @@ def test_client_leaving_a_merge_kills_ffmpeg_and_ends_both_inputs_within_a_secon
     origin.add_latency("/dash/file/", 0.5)
     path = url.removeprefix(gateway.base_url)
     with socket.create_connection(("127.0.0.1", gateway.port), timeout=30) as sock:
-        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
         assert wait_for(lambda: gateway.call(lambda: registered(gateway)) == 3)
         assert ffmpeg_running(gateway)
     left = time.monotonic()

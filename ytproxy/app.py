@@ -27,7 +27,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import __version__, diagnostics, images, pages, system
-from .access import AccessGuard
+from .access import AccessGuard, CrossSiteGuard, HostGuard, allowed_hosts
 from .analyse import routes as analyse_routes
 from .analyse.runner import TaskRunner
 from .cache import open_cache
@@ -56,6 +56,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         routes=build_routes(),
         middleware=[
             Middleware(HttpMetrics),
+            Middleware(HostGuard, allowed=allowed_hosts(settings)),
+            Middleware(CrossSiteGuard, public_base_url=settings.public_base_url),
             Middleware(AccessGuard, token=settings.access_token, signer=signer),
         ],
         exception_handlers={

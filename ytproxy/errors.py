@@ -1,13 +1,17 @@
 """The project's exception tree: every error a client can see, with its status and code.
 
     YtproxyError                      500 internal_error
-    ├── BadRequest                    400 (invalid_json, missing_field, invalid_url, ...)
+    ├── BadRequest                    400 (invalid_json, missing_field, invalid_url,
+    │   │                                  invalid_host, ...)
     │   └── PayloadTooLarge           413 payload_too_large
     ├── Unauthorized                  401 auth_required
-    ├── Forbidden                     403 (invalid_token, token_expired, forbidden_address)
+    ├── Forbidden                     403 (invalid_token, token_expired, forbidden_address,
+    │                                      cross_site_request)
     ├── NotFound                      404 (not_found, channel_not_found, task_not_found, ...)
     ├── RangeNotSatisfiable           416 range_not_satisfiable
-    ├── TooManyRequests               429 (queue_full, rate_limited, too_many_downloads)
+    ├── MisdirectedRequest            421 host_not_allowed
+    ├── TooManyRequests               429 (queue_full, rate_limited, too_many_downloads,
+    │                                      login_throttled)
     ├── ServiceUnavailable            503 (channel_offline, too_many_viewers, not_ready)
     ├── ExtractionError               422 / 404 / 403 / 504 / 502, by code (see below)
     └── UpstreamError                 502 upstream_error, 504 upstream_timeout
@@ -88,6 +92,13 @@ class RangeNotSatisfiable(YtproxyError):
     def __init__(self, message: str, *, size: int | None) -> None:
         super().__init__(message)
         self.size = size
+
+
+class MisdirectedRequest(YtproxyError):
+    """The Host header names a host this gateway does not answer to (`ALLOWED_HOSTS`)."""
+
+    status = 421
+    default_code = "host_not_allowed"
 
 
 class TooManyRequests(YtproxyError):

@@ -1,5 +1,8 @@
 """The routes every deployment needs: /health, /ready, /metrics, the login page.
 
+The login page compares the submitted token in constant time and is throttled per
+client (`access.check_login`); the token is never logged.
+
 `/health` is liveness with component status: it answers 200 while the process
 runs, with `status` `healthy` or `degraded` (Redis unreachable, ffmpeg or a JS
 runtime missing, the PO-token provider configured but down). `/ready` answers 503
@@ -27,7 +30,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from . import __version__
-from .access import COOKIE, cookie_value, safe_next, token_matches
+from .access import (
+    COOKIE,
+    check_login,
+    clear_login,
+    cookie_value,
+    login_client,
+    safe_next,
+    token_matches,
+)
 from .errors import ServiceUnavailable
 from .extractor import YTDLP_VERSION
 from .metrics import CONTENT_TYPE_LATEST
@@ -179,10 +190,12 @@ async def login(request: Request) -> Response:
         return RedirectResponse(target, status_code=303)
     wrong = False
     if request.method == "POST":
+        attempt = await check_login(svc.cache, login_client(request))
         form = await request.form()
         candidate = str(form.get("token", ""))
         target = safe_next(str(form.get("next", "")) or target)
         if token_matches(candidate, token):
+            await clear_login(svc.cache, attempt)
             response = RedirectResponse(target, status_code=303)
             response.set_cookie(
                 COOKIE,

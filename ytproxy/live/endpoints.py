@@ -16,6 +16,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from ..access import base_url
 from ..images import image_path
 from ..services import services
 from . import playlist
@@ -30,7 +31,7 @@ _NO_STORE = {"Cache-Control": "no-store"}
 
 def links_for(request: Request) -> Links:
     svc = services(request)
-    base = svc.settings.public_base_url or str(request.base_url).rstrip("/")
+    base = base_url(request, svc.settings.public_base_url)
     return Links(svc.signer, base, svc.settings.access_token)
 
 
