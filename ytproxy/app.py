@@ -105,7 +105,7 @@ async def _lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
     metrics = Metrics()
     metrics.info.labels(__version__, YTDLP_VERSION).set(1)
     metrics.max_streams.set(settings.max_concurrent_streams)
-    cache = open_cache(settings.redis_url)
+    cache = open_cache(settings.redis_url, settings.cache_max_bytes)
     http = open_http_session(settings)
     extractor = Extractor(settings, metrics)
     probes = system.Probes(settings)

@@ -2,8 +2,9 @@
 
 `Cache` is the one interface; `open_cache(settings)` picks the backend:
 
-- `MemoryCache`, the embedded default when `REDIS_URL` is unset: a bounded LRU dict in
-  this process. Single-flight is an `asyncio.Future` per key.
+- `MemoryCache`, the embedded default when `REDIS_URL` is unset: a dict in this
+  process, bounded in bytes (`CACHE_MAX_BYTES`). Single-flight is an `asyncio.Future`
+  per key.
 - `RedisCache`, when `REDIS_URL` is set: the state several instances share. Single-
   flight runs in two layers: callers in this process share one future, and the one
   caller that goes on takes a Redis lock (`SET NX PX` with a unique token, refreshed
@@ -24,11 +25,11 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextlib
+import heapq
 import json
 import logging
 import secrets
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -99,31 +100,80 @@ class Cache(abc.ABC):
 
 
 class MemoryCache(Cache):
-    """The embedded backend: a bounded LRU dict of JSON strings with expiry times."""
+    """The embedded backend: JSON strings with expiry times, bounded in bytes.
+
+    An entry's size is its key and its JSON text in UTF-8 plus a fixed allowance for
+    the Python objects that hold them (`ENTRY_OVERHEAD`), so a flood of tiny entries
+    is bounded too. Expired entries are swept on every write (each one is found once,
+    in order of expiry, from a heap), so they do not pile up even when nothing reads
+    them. When a write takes the total past `max_bytes`, the live entries closest to
+    expiry go first: they are the ones that would be gone soonest anyway, and
+    long-lived results (analyses, resolutions) stay. A value bigger than the whole
+    budget is not stored (the key is left unset).
+    """
 
     backend = "embedded"
+    ENTRY_OVERHEAD = 200
 
-    def __init__(self, max_entries: int = 20000) -> None:
+    def __init__(
+        self,
+        max_bytes: int = 128 * 1024 * 1024,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         super().__init__()
-        self._data: OrderedDict[str, tuple[float, str]] = OrderedDict()
-        self._max_entries = max_entries
+        self.max_bytes = max_bytes
+        self.size = 0
+        self._clock = clock
+        self._data: dict[str, tuple[float, str, int]] = {}  # key -> (expires, raw, size)
+        # (expires, key) of every stored entry, plus stale pairs of overwritten or
+        # deleted ones, which are skipped when they surface and compacted away.
+        self._expiries: list[tuple[float, str]] = []
+
+    def __len__(self) -> int:
+        return len(self._data)
 
     def _live(self, key: str) -> str | None:
         item = self._data.get(key)
         if item is None:
             return None
-        expires, raw = item
-        if expires <= time.monotonic():
-            del self._data[key]
+        expires, raw, _ = item
+        if expires <= self._clock():
+            self._drop(key)
             return None
-        self._data.move_to_end(key)
         return raw
 
     def _store(self, key: str, raw: str, ttl: float) -> None:
-        self._data[key] = (time.monotonic() + ttl, raw)
-        self._data.move_to_end(key)
-        while len(self._data) > self._max_entries:
-            self._data.popitem(last=False)
+        self._drop(key)
+        size = _entry_size(key, raw)
+        if size > self.max_bytes:
+            kind = key.split(":", 1)[0]  # keys can name clients; their kind is enough
+            log.warning(
+                "a %s cache value of %d bytes exceeds CACHE_MAX_BYTES: not kept", kind, size
+            )
+            return
+        expires = self._clock() + ttl
+        self._data[key] = (expires, raw, size)
+        self.size += size
+        heapq.heappush(self._expiries, (expires, key))
+        self._shrink()
+
+    def _drop(self, key: str) -> None:
+        item = self._data.pop(key, None)
+        if item is not None:
+            self.size -= item[2]
+
+    def _shrink(self) -> None:
+        """Sweep what has expired, then evict the soonest to expire until within budget."""
+        now = self._clock()
+        while self._expiries and (self._expiries[0][0] <= now or self.size > self.max_bytes):
+            expires, key = heapq.heappop(self._expiries)
+            item = self._data.get(key)
+            if item is not None and item[0] == expires:
+                self._drop(key)
+        if len(self._expiries) > 2 * len(self._data) + 1024:
+            self._expiries = [(item[0], key) for key, item in self._data.items()]
+            heapq.heapify(self._expiries)
 
     async def get(self, key: str) -> Any | None:
         raw = self._live(key)
@@ -139,16 +189,19 @@ class MemoryCache(Cache):
         return True
 
     async def delete(self, key: str) -> None:
-        self._data.pop(key, None)
+        self._drop(key)
 
     async def incr(self, key: str, ttl: float) -> int:
         raw = self._live(key)
         if raw is None:
             self._store(key, "1", ttl)
             return 1
-        expires, _ = self._data[key]
+        expires, _, old_size = self._data[key]
         value = int(json.loads(raw)) + 1
-        self._data[key] = (expires, str(value))
+        text = str(value)
+        size = _entry_size(key, text)
+        self._data[key] = (expires, text, size)
+        self.size += size - old_size
         return value
 
     async def status(self) -> dict[str, Any]:
@@ -163,7 +216,7 @@ class RedisCache(Cache):
     retry_interval = 1.0
     result_ttl_ms = 60_000
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, local_max_bytes: int = 128 * 1024 * 1024) -> None:
         super().__init__()
         # A blocking pool: under a burst, callers wait for a connection instead of getting
         # "Too many connections", which would look like Redis being down.
@@ -177,7 +230,7 @@ class RedisCache(Cache):
             decode_responses=True,
         )
         self._redis = aioredis.Redis.from_pool(pool)
-        self._local = MemoryCache()
+        self._local = MemoryCache(local_max_bytes)
         self._down_until = 0.0
         self._was_down = False
 
@@ -343,12 +396,18 @@ class RedisCache(Cache):
         return None
 
 
-def open_cache(redis_url: str | None) -> Cache:
-    return RedisCache(redis_url) if redis_url else MemoryCache()
+def open_cache(redis_url: str | None, max_bytes: int = 128 * 1024 * 1024) -> Cache:
+    """Redis when `redis_url` is set, else the embedded cache; `max_bytes` bounds the
+    in-process memory either way (the embedded cache, or Redis's local fallback)."""
+    return RedisCache(redis_url, max_bytes) if redis_url else MemoryCache(max_bytes)
 
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _entry_size(key: str, raw: str) -> int:
+    return len(key.encode()) + len(raw.encode()) + MemoryCache.ENTRY_OVERHEAD
 
 
 def _ms(seconds: float) -> int:

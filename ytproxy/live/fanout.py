@@ -9,8 +9,10 @@ fetch or, once it is done, read the bytes kept in memory.
 
 `SegmentBuffer` keeps fetches by key (channel, stream, variant, media sequence) and
 drops the least recently used finished ones once their bytes pass the limit
-(`SEGMENT_BUFFER_MB`). A fetch that failed is forgotten at once so the next request
-tries again. The limit bounds what the buffer keeps, not what readers still hold.
+(`SEGMENT_BUFFER_MB`). A fetch that failed is forgotten at once, its bytes dropped
+(its readers get the error), so the next request tries again. The limit bounds what
+the buffer keeps, not what readers still hold. One fetch is capped on its own
+(`SEGMENT_MAX_BYTES`): a body announced or arriving bigger fails with `BodyTooLarge`.
 
 `FetchResponse` is the ASGI response that streams a fetch to one client.
 
@@ -29,6 +31,7 @@ from typing import TypeVar
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from ..bodies import BodyTooLarge
 from ..errors import ServiceUnavailable, UpstreamError, YtproxyError
 from ..metrics import Metrics
 
@@ -40,8 +43,14 @@ T = TypeVar("T")
 class Fetch:
     """One upstream body, shared by every reader."""
 
-    def __init__(self, key: str, on_grow: Callable[[int], None] | None = None) -> None:
+    def __init__(
+        self,
+        key: str,
+        on_grow: Callable[[int], None] | None = None,
+        max_bytes: int | None = None,
+    ) -> None:
         self.key = key
+        self.max_bytes = max_bytes
         self.data = bytearray()
         self.content_type = "application/octet-stream"
         self.length: int | None = None
@@ -57,12 +66,20 @@ class Fetch:
         return self._started.is_set()
 
     def start(self, content_type: str, length: int | None) -> None:
-        """The upstream answered: the status and headers clients get are decided."""
+        """The upstream answered: the status and headers clients get are decided.
+
+        Raises `BodyTooLarge`, before anything is decided, when `length` is over the cap.
+        """
+        if self.max_bytes is not None and length is not None and length > self.max_bytes:
+            raise self._too_large()
         self.content_type, self.length = content_type, length
         self.answered = True
         self._started.set()
 
     def feed(self, piece: bytes) -> None:
+        """Append `piece`; `BodyTooLarge` (and nothing appended) if it passes the cap."""
+        if self.max_bytes is not None and len(self.data) + len(piece) > self.max_bytes:
+            raise self._too_large()
         if piece:
             self.data += piece
             if self._on_grow is not None:
@@ -77,6 +94,16 @@ class Fetch:
     def fail(self, error: YtproxyError) -> None:
         self.error = error
         self.finish()
+
+    def discard(self) -> None:
+        """Drop the bytes of a failed fetch; its readers get the error, not the rest."""
+        self.data = bytearray()
+        self._wake()
+
+    def _too_large(self) -> BodyTooLarge:
+        assert self.max_bytes is not None
+        log.warning("segment %s refused: larger than SEGMENT_MAX_BYTES", self.key)
+        return BodyTooLarge("The segment", self.max_bytes)
 
     def _wake(self) -> None:
         # Readers wait on the event they saw; a new one is armed for the next change.
@@ -114,8 +141,11 @@ class Fetch:
 class SegmentBuffer:
     """Fetches by key, the finished ones kept up to a byte limit (LRU)."""
 
-    def __init__(self, limit_bytes: int, metrics: Metrics) -> None:
+    def __init__(
+        self, limit_bytes: int, metrics: Metrics, max_fetch_bytes: int | None = None
+    ) -> None:
         self.limit_bytes = limit_bytes
+        self.max_fetch_bytes = max_fetch_bytes
         self._metrics = metrics
         self._entries: OrderedDict[str, Fetch] = OrderedDict()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -130,7 +160,7 @@ class SegmentBuffer:
         if fetch is not None:
             self._entries.move_to_end(key)
             return fetch, False
-        fetch = Fetch(key, self._grew)
+        fetch = Fetch(key, self._grew, self.max_fetch_bytes)
         self._entries[key] = fetch
         task = asyncio.create_task(self._run(fetch, producer), name=f"fetch {key}")
         self._tasks.add(task)
@@ -152,6 +182,7 @@ class SegmentBuffer:
         finally:
             if fetch.error is not None:
                 self._forget(fetch)
+                fetch.discard()
             self._evict()
 
     def _grew(self, nbytes: int) -> None:

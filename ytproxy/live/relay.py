@@ -79,7 +79,9 @@ class LiveRelay:
         self._svc = services
         self._resolver = resolver
         self.buffer = SegmentBuffer(
-            services.settings.segment_buffer_mb * 1024 * 1024, services.metrics
+            services.settings.segment_buffer_mb * 1024 * 1024,
+            services.metrics,
+            max_fetch_bytes=services.settings.segment_max_bytes,
         )
         self._playlists: dict[tuple[str, str], MediaPlaylist] = {}
         self._flights = Flights()
