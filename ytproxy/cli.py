@@ -1,7 +1,8 @@
 """`python app.py`: read the settings, set up logging, serve with uvicorn.
 
 A bad setting, or a bad channels file, stops start-up with one line on stderr naming
-the variable (or the channel and field), and exit status 2; no traceback.
+the variable (or the file and the problem: missing, unreadable, not UTF-8, not TOML, or
+the channel and field), and exit status 2; no traceback.
 """
 
 from __future__ import annotations

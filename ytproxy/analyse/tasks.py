@@ -28,7 +28,7 @@ ACTIVE_STATES = frozenset({"pending", "running"})
 HEARTBEAT_INTERVAL = 5.0
 STALE_AFTER = 30.0
 
-_TASK_ID = re.compile(r"^[0-9a-f]{32}$")
+_TASK_ID = re.compile(r"[0-9a-f]{32}")  # fullmatch: `$` also matches before a final \n
 
 # yt-dlp lines that mean a large step of the extraction is done.
 _BIG_STEPS = ("manifest", "m3u8", "mpd", "player", "webpage", "api json", "formats")
@@ -39,7 +39,7 @@ def new_task_id() -> str:
 
 
 def valid_task_id(task_id: str) -> bool:
-    return bool(_TASK_ID.match(task_id))
+    return bool(_TASK_ID.fullmatch(task_id))
 
 
 def task_key(task_id: str) -> str:

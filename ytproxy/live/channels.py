@@ -1,16 +1,24 @@
 """The channels file: `channels.toml` loaded, validated, and reloaded when it changes.
 
 `load_channels(path)` reads `[[channel]]` tables (`id`, `name`, `url`, optional `group`,
-`logo`, `description`, `enabled`) and raises `ChannelsError` naming the channel and the
-field on the first problem: a missing or mistyped field, an unknown field (a typo such
-as `enable` would otherwise be silently ignored), a duplicate `id`, an `id` that is not
-a URL slug, or a URL that is not http(s).
+`logo`, `description`, `enabled`) and raises `ChannelsError`, one line naming the file
+and the problem, on the first one: the file missing, unreadable, not a regular file,
+not UTF-8 or not TOML; or, naming the channel and the field, a missing or mistyped
+field, an unknown field (a typo such as `enable` would otherwise be silently ignored), a
+duplicate `id`, an `id` that is not a URL slug, a URL that is not http(s), or a control
+character in a text field. Every failure is a `ChannelsError`, so callers need catch
+nothing else.
 
 `ChannelBook` holds the current list. It looks at the file's modification time at most
-once a second and reloads when it changed: an edit takes effect without a restart. A
-broken edit is logged and the previous list kept, so a typo does not take every channel
-down; only start-up stops on a bad file. A missing file is an empty list (with a
-warning), so a fresh install starts and picks the file up once it is written.
+once a second and reloads when it changed: an edit takes effect without a restart. Any
+failure after start-up (a broken edit, the file removed or made unreadable) is logged
+once and the previous list kept, so a typo or an editor's save-by-rename does not take
+every channel down, and no request ever fails because of the file. Only start-up stops
+on a bad file (`python app.py` refuses to start, with one line); a missing file at the
+book's first load is an empty list with a warning, for apps built without one.
+
+Names and groups are stored on one line (whitespace collapsed); writers of other
+formats (the M3U) still escape what is special to them.
 
 It does not resolve channels or know whether they are live; `resolver.py` does.
 """
@@ -20,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
+import stat
 import time
 import tomllib
 from pathlib import Path
@@ -28,13 +37,22 @@ from urllib.parse import urlsplit
 
 log = logging.getLogger(__name__)
 
-ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+# Used with fullmatch: `$` would also match before a trailing newline.
+ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+# C0 and C1 controls other than tab and line breaks, which are whitespace to collapse.
+_CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x84\x86-\x9f]")
+_URL_FORBIDDEN = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
 _FIELDS = {"id", "name", "url", "group", "logo", "description", "enabled"}
 _CHECK_INTERVAL = 1.0
 
+# A file's stamp: (inode, mtime in ns, size), or why it could not be looked at.
+_Stamp = tuple[int, int, int] | str
+_MISSING = "missing"
+
 
 class ChannelsError(ValueError):
-    """The channels file cannot be used; the message names the channel and the field."""
+    """The channels file cannot be used; the one-line message names the file and the
+    problem, and the channel and the field when it is one channel's."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,14 +68,37 @@ class Channel:
 
 def load_channels(path: Path) -> list[Channel]:
     """Parse and validate the channels file; `ChannelsError` on the first problem."""
+    data = _read(path)
     try:
-        with path.open("rb") as handle:
-            document = tomllib.load(handle)
+        # utf-8-sig: Windows editors may add a byte-order mark, which TOML does not allow.
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ChannelsError(
+            f"{path}: not UTF-8 text (byte 0x{data[exc.start]:02x} on line {line})"
+        ) from None
+    try:
+        document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ChannelsError(f"{path}: not valid TOML: {exc}") from None
-    except OSError as exc:
-        raise ChannelsError(f"{path}: cannot be read: {exc.strerror}") from None
+    except RecursionError:
+        raise ChannelsError(f"{path}: not valid TOML: nested too deeply") from None
     return parse_channels(document, source=str(path))
+
+
+def _read(path: Path) -> bytes:
+    try:
+        # Checked before opening: opening a FIFO would block until a writer comes.
+        mode = path.stat().st_mode
+        if stat.S_ISDIR(mode):
+            raise ChannelsError(f"{path}: is a directory, not a file")
+        if not stat.S_ISREG(mode):
+            raise ChannelsError(f"{path}: is not a regular file")
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise ChannelsError(f"{path}: does not exist") from None
+    except OSError as exc:
+        raise ChannelsError(f"{path}: cannot be read: {exc.strerror or exc}") from None
 
 
 def parse_channels(document: dict[str, Any], *, source: str = "channels.toml") -> list[Channel]:
@@ -97,8 +138,11 @@ def _parse_one(table: Any, number: int, source: str) -> Channel:
     for field in ("id", "name", "url", "group", "logo", "description"):
         if field in table and not isinstance(table[field], str):
             raise fail(field, "must be a string")
-    if not ID_PATTERN.match(table["id"]):
+    if not ID_PATTERN.fullmatch(table["id"]):
         raise fail("id", "must be 1-64 letters, digits, - or _ (it is used in URLs)")
+    for field in ("name", "group", "description"):
+        if _CONTROL.search(table.get(field, "")):
+            raise fail(field, "must not contain control characters")
     if not table["name"].strip():
         raise fail("name", "must not be empty")
     if not _is_http_url(table["url"]):
@@ -119,8 +163,12 @@ def _parse_one(table: Any, number: int, source: str) -> Channel:
 
 
 def _is_http_url(value: str) -> bool:
+    value = value.strip()
+    # urlsplit silently drops tabs and newlines inside a URL; refuse them instead.
+    if _URL_FORBIDDEN.search(value):
+        return False
     try:
-        parts = urlsplit(value.strip())
+        parts = urlsplit(value)
         parts.port  # noqa: B018 - raises on a malformed port
     except ValueError:
         return False
@@ -133,13 +181,13 @@ class ChannelBook:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._channels: dict[str, Channel] = {}
-        self._stamp: tuple[int, int] | None = None
+        self._stamp: _Stamp = _MISSING
         self._checked = 0.0
 
     def load(self) -> None:
         """First load, at start-up: a bad file raises `ChannelsError`."""
         stamp = self._file_stamp()
-        if stamp is None:
+        if stamp == _MISSING:
             log.warning("channels file %s does not exist: no live channels yet", self.path)
             self._channels = {}
         else:
@@ -148,12 +196,19 @@ class ChannelBook:
         self._checked = time.monotonic()
         log.info("loaded %d channel(s) from %s", len(self._channels), self.path)
 
-    def _file_stamp(self) -> tuple[int, int] | None:
+    def _file_stamp(self) -> _Stamp:
+        """What changes when the file does: its identity, size and time, or why it has none.
+
+        Never raises: a stat that fails gives a stamp too, so the failure is reported
+        once, when it appears, not on every check.
+        """
         try:
-            stat = self.path.stat()
+            found = self.path.stat()
         except FileNotFoundError:
-            return None
-        return stat.st_mtime_ns, stat.st_size
+            return _MISSING
+        except OSError as exc:
+            return f"error: {exc.strerror or exc}"
+        return found.st_ino, found.st_mtime_ns, found.st_size
 
     def _maybe_reload(self) -> None:
         now = time.monotonic()
@@ -164,10 +219,6 @@ class ChannelBook:
         if stamp == self._stamp:
             return
         self._stamp = stamp
-        if stamp is None:
-            log.warning("channels file %s was removed: no live channels", self.path)
-            self._channels = {}
-            return
         try:
             channels = load_channels(self.path)
         except ChannelsError as exc:

@@ -72,8 +72,12 @@ async def playlist_m3u(request: Request) -> Response:
 
 
 def _attr(value: str) -> str:
-    """A value safe inside an M3U attribute and on one line."""
-    return " ".join(value.replace('"', "'").split())
+    """A value safe inside an M3U attribute and on one line.
+
+    Players split `#EXTINF` at a comma (some at the first, some at the last), so a comma
+    becomes U+201A, which looks the same; a double quote would end the attribute.
+    """
+    return " ".join(value.replace('"', "'").replace(",", "\u201a").split())
 
 
 async def channels_api(request: Request) -> Response:
