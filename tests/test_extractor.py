@@ -16,7 +16,9 @@ from ytproxy.settings import Settings
 
 @pytest.fixture
 def extractor() -> Extractor:
-    settings = Settings(secret_key="x" * 20, ytdlp_timeout=10, ytdlp_max_retries=2)
+    settings = Settings(
+        secret_key="x" * 20, ytdlp_timeout=10, ytdlp_max_retries=2, allow_private_networks=True
+    )
     built = Extractor(settings, Metrics())
     yield built
     built.close()
@@ -91,7 +93,12 @@ async def test_an_unreachable_host_is_a_network_error(extractor: Extractor) -> N
 
 
 async def test_live_lane_is_not_blocked_by_a_full_analyse_lane(origin) -> None:
-    settings = Settings(secret_key="x" * 20, max_concurrent_ytdlp_requests=2, ytdlp_timeout=10)
+    settings = Settings(
+        secret_key="x" * 20,
+        max_concurrent_ytdlp_requests=2,
+        ytdlp_timeout=10,
+        allow_private_networks=True,
+    )
     extractor = Extractor(settings, Metrics())
     origin.add_latency("/watch/vod", 2.0)
     try:
@@ -197,7 +204,12 @@ async def test_the_cookies_file_is_read_but_never_written(origin, tmp_path) -> N
     original = "# Netscape HTTP Cookie File\n.example.com\tTRUE\t/\tFALSE\t0\tname\tvalue\n"
     cookies.write_text(original)
     cookies.chmod(0o444)
-    settings = Settings(secret_key="x" * 20, ytdlp_cookies_file=cookies, ytdlp_timeout=10)
+    settings = Settings(
+        secret_key="x" * 20,
+        ytdlp_cookies_file=cookies,
+        ytdlp_timeout=10,
+        allow_private_networks=True,
+    )
     extractor = Extractor(settings, Metrics())
     try:
         results = await asyncio.gather(*(extractor.extract(origin.vod_url) for _ in range(3)))
@@ -209,7 +221,11 @@ async def test_the_cookies_file_is_read_but_never_written(origin, tmp_path) -> N
 
 
 async def test_an_unreadable_cookies_file_fails_with_a_clear_message(origin, tmp_path) -> None:
-    settings = Settings(secret_key="x" * 20, ytdlp_cookies_file=tmp_path / "missing.txt")
+    settings = Settings(
+        secret_key="x" * 20,
+        ytdlp_cookies_file=tmp_path / "missing.txt",
+        allow_private_networks=True,
+    )
     extractor = Extractor(settings, Metrics())
     try:
         with pytest.raises(ExtractionError, match="YTDLP_COOKIES_FILE"):
@@ -228,7 +244,7 @@ def test_concurrent_first_calls_load_the_pot_provider_plugin_once(tmp_path) -> N
         "from ytproxy.settings import Settings\n"
         "async def main():\n"
         "    s = Settings(secret_key='x' * 20, ytdlp_timeout=2, ytdlp_max_retries=0,\n"
-        "                 max_concurrent_ytdlp_requests=8)\n"
+        "                 max_concurrent_ytdlp_requests=8, allow_private_networks=True)\n"
         "    e = Extractor(s, Metrics())\n"
         "    await e.start()\n"
         "    await asyncio.gather(*(e.extract('http://127.0.0.1:9/v', lane='live')\n"
