@@ -119,6 +119,7 @@ EXTRACTION_STATUS: dict[str, int] = {
     "login_required": 403,
     "geo_blocked": 451,
     "live_not_started": 409,
+    "channel_not_live": 409,
     "upstream_timeout": 504,
     "network_error": 502,
     "extraction_failed": 502,

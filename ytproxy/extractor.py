@@ -67,11 +67,13 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
         "geo_blocked",
         re.compile(r"not available in your country|geo[- ]?restrict|blocked it in your", re.I),
     ),
+    # yt-dlp's UserNotLive: "The channel is not currently live".
+    ("channel_not_live", re.compile(r"not currently live|is not live|not live", re.I)),
     (
         "live_not_started",
         re.compile(
-            r"live event will begin|premieres in|is not currently live|not live|"
-            r"stream has not started|scheduled",
+            r"live event will begin|premieres? in|stream has not started|scheduled|"
+            r"will begin in|begins? in",
             re.I,
         ),
     ),
@@ -104,6 +106,7 @@ _HUMAN: dict[str, str] = {
     "login_required": "YouTube wants a signed-in user for this video (set YTDLP_COOKIES_FILE)",
     "geo_blocked": "The video is not available from the server's country",
     "live_not_started": "The live stream has not started",
+    "channel_not_live": "The channel is not live right now",
     "upstream_timeout": "The video site did not answer in time",
     "network_error": "The video site could not be reached",
     "extraction_failed": "yt-dlp could not read this video",

@@ -71,6 +71,18 @@ class Metrics:
             ["channel"],
             registry=r,
         )
+        self.channel_status = Gauge(
+            "live_channel_status",
+            "1 for the channel's current status (live, upcoming, ended, offline, blocked, error)",
+            ["channel", "status"],
+            registry=r,
+        )
+        self.upstream_forbidden = Counter(
+            "upstream_forbidden",
+            "403/401 from the live upstream on URLs far from their expiry (PO token, n, IP)",
+            ["channel"],
+            registry=r,
+        )
         self.live_resolutions = Counter(
             "live_resolutions", "Channel resolutions by reason", ["channel", "reason"], registry=r
         )

@@ -30,6 +30,10 @@ def routes() -> list[BaseRoute]:
         ),
         Route("/live/{channel_id}.m3u8", endpoints.channel_master, name="live_master"),
         Route("/live/{channel_id}/p/{token}.m3u8", endpoints.media_playlist, name="live_variant"),
+        Route("/live/{channel_id}/program.m3u8", endpoints.program_playlist, name="live_program"),
+        Route(
+            "/live/{channel_id}/slate/{sequence:int}.ts", endpoints.slate_segment, name="live_slate"
+        ),
         Route("/live/{channel_id}/s/{token}.{ext}", endpoints.media_relay, name="live_media"),
         Route("/channels", endpoints.channels_page, name="channels"),
     ]

@@ -107,6 +107,19 @@ async def channel_master(request: Request) -> Response:
     return _playlist_response(request, body)
 
 
+async def program_playlist(request: Request) -> Response:
+    channel = _watched(request)
+    body = await _live(request).program_playlist(channel, links_for(request))
+    return _playlist_response(request, body)
+
+
+async def slate_segment(request: Request) -> Response:
+    channel = _live(request).channel(request.path_params["channel_id"])
+    body = await _live(request).slate_segment(channel)
+    services(request).metrics.relayed_bytes.labels("live_slate").inc(len(body))
+    return Response(body, media_type="video/mp2t", headers={"Cache-Control": "no-cache"})
+
+
 async def media_playlist(request: Request) -> Response:
     svc = services(request)
     params = request.path_params

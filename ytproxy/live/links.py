@@ -5,6 +5,8 @@ carries `?token=<ACCESS_TOKEN>` when one is set, because players fetch segments 
 no cookies or headers, and relative URIs would lose the query string.
 
 - `/live/{id}.m3u8`: stable, never expires; what the M3U lists.
+- `/live/{id}/program.m3u8`, `/live/{id}/slate/{n}.ts`: the program a player gets
+  while the channel is not live (`program.py`); stable, unsigned, naming no upstream.
 - `/live/{id}/p/{token}.m3u8`: a media playlist. The token names the channel and a
   variant key (plus a bandwidth hint), never an upstream URL, so it stays valid
   across re-resolutions; it is long-lived because players poll one for hours.
@@ -48,6 +50,13 @@ class Links:
 
     def master(self, channel_id: str) -> str:
         return self.url(f"/live/{channel_id}.m3u8")
+
+    def program(self, channel_id: str) -> str:
+        """The media playlist of a channel that is not live: the slate, then the live."""
+        return self.url(f"/live/{channel_id}/program.m3u8")
+
+    def slate(self, channel_id: str, sequence: int) -> str:
+        return self.url(f"/live/{channel_id}/slate/{sequence}.ts")
 
     def variant(self, channel_id: str, key: str, bandwidth: int) -> str:
         token = self.signer.seal(

@@ -426,22 +426,78 @@ class VariantFormat:
     height: int | None = None
     codecs: str | None = None
     frame_rate: float | None = None
+    # An audio-only rendition of a demuxed live (yt-dlp's `vcodec: none`).
+    audio_only: bool = False
+    name: str | None = None
+    language: str | None = None
+    default: bool = False
+
+
+AUDIO_GROUP = "audio"
+
+
+def has_audio_renditions(master: str, base_url: str) -> bool:
+    """Whether a master takes its audio from separate renditions (a demuxed live)."""
+    return any(
+        uri.tag == "EXT-X-MEDIA" and uri.attributes.get("TYPE") == "AUDIO"
+        for uri in uris(master, base_url)
+    )
 
 
 def build_master(variants: Iterable[VariantFormat]) -> str:
-    """A master playlist listing `variants`, lowest bandwidth first."""
+    """A master playlist listing `variants`, lowest bandwidth first.
+
+    Audio-only renditions (a demuxed live: separate video-only and audio-only media
+    playlists, no master) become one `#EXT-X-MEDIA:TYPE=AUDIO` group, referenced by
+    `AUDIO=` on every video variant, whose BANDWIDTH and CODECS then include the
+    default audio's, as RFC 8216 asks. Without audio-only renditions it is a plain list.
+    """
+    listed = list(variants)
+    audio = [v for v in listed if v.audio_only]
+    video = sorted((v for v in listed if not v.audio_only), key=lambda v: v.bandwidth)
+    if not video:  # an audio-only stream: its renditions are the variants
+        video, audio = sorted(audio, key=lambda v: v.bandwidth), []
     lines = ["#EXTM3U", "#EXT-X-INDEPENDENT-SEGMENTS"]
-    for variant in sorted(variants, key=lambda v: v.bandwidth):
-        attrs = [f"BANDWIDTH={max(1, variant.bandwidth)}"]
+    default_audio = next((a for a in audio if a.default), audio[0] if audio else None)
+    names: set[str] = set()
+    for rendition in audio:
+        name = _unique(rendition.name or rendition.language or "Audio", names)
+        attrs = [f"TYPE=AUDIO,GROUP-ID={_quoted(AUDIO_GROUP)},NAME={_quoted(name)}"]
+        if rendition.language:
+            attrs.append(f"LANGUAGE={_quoted(rendition.language)}")
+        is_default = rendition is default_audio
+        attrs.append(f"DEFAULT={'YES' if is_default else 'NO'},AUTOSELECT=YES")
+        attrs.append(f"URI={_quoted(rendition.url)}")
+        lines.append("#EXT-X-MEDIA:" + ",".join(attrs))
+    for variant in video:
+        bandwidth = variant.bandwidth + (default_audio.bandwidth if default_audio else 0)
+        codecs = [c for c in (variant.codecs, default_audio and default_audio.codecs) if c]
+        attrs = [f"BANDWIDTH={max(1, bandwidth)}"]
         if variant.width and variant.height:
             attrs.append(f"RESOLUTION={variant.width}x{variant.height}")
-        if variant.codecs:
-            attrs.append(f'CODECS="{variant.codecs}"')
+        if codecs:
+            attrs.append(f"CODECS={_quoted(','.join(codecs))}")
         if variant.frame_rate:
             attrs.append(f"FRAME-RATE={variant.frame_rate:.3f}")
+        if default_audio is not None:
+            attrs.append(f"AUDIO={_quoted(AUDIO_GROUP)}")
         lines.append("#EXT-X-STREAM-INF:" + ",".join(attrs))
         lines.append(variant.url)
     return "\n".join(lines) + "\n"
+
+
+def _quoted(value: str) -> str:
+    """A quoted-string attribute value: no double quote, no line break (RFC 8216 4.2)."""
+    return '"' + " ".join(value.replace('"', "'").split()) + '"'
+
+
+def _unique(name: str, taken: set[str]) -> str:
+    """NAME must differ between the renditions of a group."""
+    candidate, number = name, 2
+    while candidate in taken:
+        candidate, number = f"{name} ({number})", number + 1
+    taken.add(candidate)
+    return candidate
 
 
 def single_variant_master(media_url: str) -> str:

@@ -10,9 +10,16 @@ else one is built from the formats' own media playlist URLs and `tbr`, `width`,
 `Resolver` caches a `Resolution` per channel (and per channel URL, so an edited URL
 is a new entry) with a TTL of `min(CACHE_TTL, earliest expiry - margin)`, shares one
 extraction between all concurrent callers (across instances through the cache's
-single-flight), and remembers failures briefly: an offline channel is not asked for
-again for `offline_ttl` seconds, any other failure for `error_ttl`, and a channel that
-goes live later is picked up once that entry expires (or is invalidated).
+single-flight), and remembers why a channel is not live, as its status: `upcoming`
+(with `starts_at`, from yt-dlp's `live_status: is_upcoming` and `release_timestamp`),
+`ended` (`post_live`, `was_live`), `offline` (nothing live, or the video is gone),
+`blocked` (YouTube refuses the stream: see `relay.py`) or `error`. Each is believed for
+a while (`STATUS_TTL`; for an upcoming live a schedule that tightens near its start,
+`upcoming_recheck`), and the next request after that asks yt-dlp again.
+
+A demuxed live (video-only and audio-only HLS formats, no master: yt-dlp's YouTube
+`visionos` client) gets a built master whose audio renditions are an
+`EXT-X-MEDIA:TYPE=AUDIO` group referenced by every video variant.
 
 It does not fetch media playlists or segments (`relay.py`) and does not decide when
 to refresh ahead of expiry (`service.py` does, for channels with viewers).
@@ -38,14 +45,42 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-OFFLINE_CODES = frozenset({"video_unavailable", "live_not_started", "private_video", "not_live"})
+# yt-dlp failures that mean "no live now", as channel statuses; any other is `error`.
+STATUS_OF_CODE = {
+    "live_not_started": "upcoming",
+    "channel_not_live": "offline",
+    "video_unavailable": "offline",
+    "private_video": "offline",
+}
+# Seconds a status is believed before the channel is asked again (upcoming: see
+# `upcoming_recheck`; blocked: the relay's backoff).
+STATUS_TTL = {"offline": 30.0, "ended": 120.0, "error": 10.0}
+# yt-dlp returns an upcoming live's info dict (live_status, release_timestamp) instead
+# of raising "This live event will begin in ..." with this option.
+LIVE_OPTIONS = {"ignore_no_formats_error": True}
 MIN_TTL = 2.0
 _EXPIRE_PATH = re.compile(r"/expire/(\d+)(?:/|$)")
 _ITAG = re.compile(r"(?:/itag/|[?&]itag=)(\d+)")
 
 
 class NotLive(Exception):
-    """yt-dlp found the channel, but not a live HLS stream (ended, upcoming, a VOD)."""
+    """yt-dlp found the channel, but not a live HLS stream: `status` is `upcoming`
+    (with `starts_at` when yt-dlp knows it), `ended` or `offline`."""
+
+    def __init__(self, status: str, detail: str = "", starts_at: float | None = None) -> None:
+        super().__init__(detail or status)
+        self.status = status
+        self.detail = detail or status
+        self.starts_at = starts_at
+
+
+# yt-dlp's `live_status` values that are not a live stream, as channel statuses.
+_LIVE_STATUS = {
+    "is_upcoming": "upcoming",
+    "post_live": "ended",
+    "was_live": "ended",
+    "not_live": "offline",
+}
 
 
 def expiry_of(url: str) -> float | None:
@@ -69,7 +104,8 @@ class StreamChoice:
 def pick_stream(info: dict[str, Any]) -> StreamChoice:
     status = info.get("live_status")
     if status not in (None, "is_live") or (status is None and info.get("is_live") is False):
-        raise NotLive(status or "not_live")
+        starts_at = _number_or_none(info.get("release_timestamp"))
+        raise NotLive(_LIVE_STATUS.get(str(status), "offline"), str(status), starts_at)
     formats = info.get("formats") or ([info] if info.get("url") else [])
     hls = [
         f
@@ -79,20 +115,26 @@ def pick_stream(info: dict[str, Any]) -> StreamChoice:
         and not (f.get("vcodec") == "none" and f.get("acodec") == "none")
     ]
     if not hls:
-        raise NotLive("no_hls_formats")
+        raise NotLive("offline", "no_hls_formats")
     manifests = {f["manifest_url"] for f in hls if f.get("manifest_url")}
     master_url = manifests.pop() if len(manifests) == 1 else None
     variants: dict[str, VariantFormat] = {}
+    audio_preference = max((_audio_rank(f) for f in hls if _audio_only(f)), default=None)
     for f in hls:
+        audio_only = _audio_only(f)
         variants.setdefault(
             f["url"],
             VariantFormat(
                 url=f["url"],
-                bandwidth=int(float(f.get("tbr") or 0) * 1000),
+                bandwidth=int(float(f.get("tbr") or f.get("abr") or 0) * 1000),
                 width=_int_or_none(f.get("width")),
                 height=_int_or_none(f.get("height")),
                 codecs=_codecs(f),
                 frame_rate=float(f["fps"]) if f.get("fps") else None,
+                audio_only=audio_only,
+                name=_audio_name(f) if audio_only else None,
+                language=str(f["language"]) if audio_only and f.get("language") else None,
+                default=audio_only and _audio_rank(f) == audio_preference,
             ),
         )
     urls = [u for u in (master_url, *variants) if u]
@@ -103,6 +145,27 @@ def pick_stream(info: dict[str, Any]) -> StreamChoice:
         formats=list(variants.values()),
         expires_at=min(expiries) if expiries else None,
     )
+
+
+def _audio_only(f: dict[str, Any]) -> bool:
+    return f.get("vcodec") == "none" and f.get("acodec") not in (None, "none")
+
+
+def _audio_rank(f: dict[str, Any]) -> tuple[int, float]:
+    """The default audio track first: yt-dlp ranks YouTube's original or default track
+    with `language_preference` (10 for the original), then by bitrate."""
+    return int(f.get("language_preference") or 0), float(f.get("tbr") or f.get("abr") or 0)
+
+
+def _audio_name(f: dict[str, Any]) -> str:
+    """What a player shows for an audio rendition, from yt-dlp's fields."""
+    note = str(f.get("format_note") or "").strip()
+    language = str(f.get("language") or "").strip()
+    return note or language or "Audio"
+
+
+def _number_or_none(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and value > 0 else None
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -229,9 +292,6 @@ def make_resolution(
 
 
 class Resolver:
-    offline_ttl = 30.0
-    error_ttl = 10.0
-
     def __init__(self, services: Services) -> None:
         self._svc = services
 
@@ -290,24 +350,25 @@ class Resolver:
         metrics.live_resolutions.labels(channel.id, reason).inc()
         fetched_at = time.time()
         try:
-            info = await self._svc.extractor.extract(channel.url, lane="live")
+            info = await self._svc.extractor.extract(channel.url, lane="live", options=LIVE_OPTIONS)
             choice = pick_stream(info)
             master, base_url = await self._master(choice)
         except ExtractionError as exc:
-            await self._remember_failure(channel, exc.code)
-            raise failure_error({"code": exc.code}) from None
+            status = STATUS_OF_CODE.get(exc.code, "error")
+            raise failure_error(await self._remember_failure(channel, status, exc.code)) from None
         except NotLive as exc:
-            await self._remember_failure(channel, "not_live", str(exc))
-            raise failure_error({"code": "not_live"}) from None
+            record = await self._remember_failure(
+                channel, exc.status, exc.detail, starts_at=exc.starts_at
+            )
+            raise failure_error(record) from None
         except YtproxyError as exc:
-            await self._remember_failure(channel, exc.code)
-            raise failure_error({"code": exc.code}) from None
+            raise failure_error(await self._remember_failure(channel, "error", exc.code)) from None
         except Exception:
             # A resolution runs apart from any request (a shared flight, a watcher):
             # this is its outer edge, and an unexpected error must not become a 500.
             log.exception("resolving channel %s failed unexpectedly", channel.id)
-            await self._remember_failure(channel, "extraction_failed")
-            raise failure_error({"code": "extraction_failed"}) from None
+            record = await self._remember_failure(channel, "error", "extraction_failed")
+            raise failure_error(record) from None
         resolution = make_resolution(
             channel.id, choice, master, base_url, fetched_at, self._svc.settings.cache_ttl
         )
@@ -341,35 +402,80 @@ class Resolver:
                     return text, final_url
                 return playlist.single_variant_master(final_url), ""
         if not choice.formats:
-            raise NotLive("no_hls_formats")
+            raise NotLive("offline", "no_hls_formats")
         return playlist.build_master(choice.formats), ""
 
-    async def _remember_failure(self, channel: Channel, code: str, detail: str = "") -> None:
-        offline = code in OFFLINE_CODES
-        ttl = self.offline_ttl if offline else self.error_ttl
-        status = "offline" if offline else "error"
-        record = {"code": code, "status": status, "checked_at": time.time()}
+    async def _remember_failure(
+        self,
+        channel: Channel,
+        status: str,
+        code: str,
+        *,
+        starts_at: float | None = None,
+        ttl: float | None = None,
+    ) -> dict[str, Any]:
+        """Record that `channel` is not live (`status`, why) for as long as that is
+        believed; the next request after that asks yt-dlp again."""
+        now = time.time()
+        if ttl is None:
+            ttl = (
+                upcoming_recheck(starts_at, now)
+                if status == "upcoming"
+                else STATUS_TTL.get(status, STATUS_TTL["error"])
+            )
+        record = {
+            "code": code,
+            "status": status,
+            "starts_at": starts_at,
+            "checked_at": now,
+            "recheck_at": now + ttl,
+        }
         await self._svc.cache.set(self._key(channel) + ":failed", record, ttl)
         await self._svc.cache.delete(self._key(channel))
         self._svc.metrics.channel_up.labels(channel.id).set(0)
-        log.info(
-            "channel %s is %s (%s%s)",
-            channel.id,
-            record["status"],
-            code,
-            f": {detail}" if detail else "",
-        )
+        log.info("channel %s is %s (%s); asking again in %.0f s", channel.id, status, code, ttl)
+        return record
+
+
+def upcoming_recheck(starts_at: float | None, now: float) -> float:
+    """Seconds until an upcoming channel is asked again: rarely while its start is far,
+    every few seconds around it (so a player waiting on the slate gets the live within
+    ~10 s of its start), and less often once it is late."""
+    if starts_at is None:
+        return 60.0
+    ahead = starts_at - now
+    if ahead > 3600:
+        return 600.0
+    if ahead > 600:
+        return min(300.0, ahead / 4)
+    if ahead > 60:
+        return 30.0
+    if ahead > -300:
+        return 8.0
+    return 30.0
+
+
+_STATUS_ERRORS = {
+    "upcoming": ("The live stream has not started yet", "channel_upcoming"),
+    "ended": ("The live stream has ended", "channel_ended"),
+    "offline": ("The channel is not live right now", "channel_offline"),
+    "blocked": ("YouTube refuses this channel's stream from the server", "channel_blocked"),
+}
+
+
+NOT_LIVE_CODES = frozenset({code for _, code in _STATUS_ERRORS.values()} | {"channel_unavailable"})
 
 
 def failure_error(failure: dict[str, Any]) -> ServiceUnavailable:
     """The error a client gets for a channel that failed to resolve; never upstream text."""
-    code = str(failure.get("code", "extraction_failed"))
-    if code in OFFLINE_CODES:
-        return ServiceUnavailable(
-            "The channel is not live right now", code="channel_offline", retry_after=30
-        )
+    status = str(failure.get("status", "error"))
+    retry_after = max(1, int(float(failure.get("recheck_at") or 0) - time.time())) or 10
+    if status in _STATUS_ERRORS:
+        message, code = _STATUS_ERRORS[status]
+        return ServiceUnavailable(message, code=code, retry_after=min(retry_after, 600))
     return ServiceUnavailable(
-        f"The channel could not be resolved ({code}); try again shortly",
+        f"The channel could not be resolved ({failure.get('code', 'extraction_failed')}); "
+        "try again shortly",
         code="channel_unavailable",
-        retry_after=10,
+        retry_after=min(retry_after, 60),
     )

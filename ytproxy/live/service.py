@@ -26,16 +26,19 @@ import logging
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from ..errors import NotFound, YtproxyError
+from ..errors import NotFound, ServiceUnavailable, YtproxyError
 from ..images import image_path
 from . import playlist
 from .channels import Channel, ChannelBook
 from .fanout import Fetch
 from .links import MEDIA_TOKEN_TTL, Links
+from .program import ProgramClock, ended_program, program_master
 from .relay import LiveRelay, media_payload
-from .resolver import Resolution, Resolver
+from .resolver import NOT_LIVE_CODES, Resolution, Resolver
+from .slate import Slates, SlateText
 from .viewers import Viewers
 
 if TYPE_CHECKING:
@@ -47,6 +50,7 @@ REFRESH_AT = 0.75
 SEGMENT_LINKS = 4096
 _WATCH_MAX_SLEEP = 5.0
 _WATCH_RETRY = 2.0
+_UPCOMING_LOOK = 2.0
 
 
 class LiveService:
@@ -58,11 +62,21 @@ class LiveService:
         self.viewers = Viewers(services.settings.max_concurrent_streams, services.metrics)
         self._watchers: dict[str, asyncio.Task[None]] = {}
         self.segment_links = SegmentLinks()
+        self.slates = Slates()
+        self._programs: dict[str, ProgramClock] = {}
+        # Channels last seen upcoming: re-checked on their schedule, watched or not.
+        self._upcoming: set[str] = set()
+        self._rechecker: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         self.book.load()
+        self._rechecker = asyncio.create_task(self._recheck_upcoming(), name="live upcoming")
 
     async def close(self) -> None:
+        if self._rechecker is not None:
+            self._rechecker.cancel()
+            await asyncio.gather(self._rechecker, return_exceptions=True)
+        await self.slates.close()
         watchers = list(self._watchers.values())
         for task in watchers:
             task.cancel()
@@ -97,6 +111,71 @@ class LiveService:
             return links.media(channel.id, media_payload(resolution, "", uri), uri.url)
 
         return playlist.rewrite(resolution.master, resolution.base_url, replace)
+
+    async def master_or_program(self, channel: Channel, links: Links) -> str:
+        """The channel's master; while it is not live, the program's (the slate), when
+        the slate is on."""
+        try:
+            return await self.master_playlist(channel, links)
+        except ServiceUnavailable as exc:
+            if not self._services.settings.live_slate or exc.code not in NOT_LIVE_CODES:
+                raise
+            await self._note_status(channel)
+            return program_master(links.program(channel.id))
+
+    async def program_playlist(self, channel: Channel, links: Links) -> str:
+        """The slate while the channel is not live, then its live stream (program.py)."""
+        clock = self._programs.setdefault(channel.id, ProgramClock())
+        try:
+            resolution = await self.resolver.current(channel)
+        except ServiceUnavailable as exc:
+            if exc.code not in NOT_LIVE_CODES:
+                raise
+            await self._note_status(channel)
+            return clock.slate(lambda n: links.slate(channel.id, n))
+        self._upcoming.discard(channel.id)
+        if playlist.has_audio_renditions(resolution.master, resolution.base_url):
+            return ended_program()  # demuxed: one media playlist cannot carry it
+        key = max(resolution.variants, key=lambda k: resolution.bandwidths.get(k, 0))
+        payload = {"v": key, "b": resolution.bandwidths.get(key, 0)}
+        text = await self.media_playlist(channel, payload, links)
+        return clock.live_playlist(text, resolution.stream_id)
+
+    async def slate_segment(self, channel: Channel) -> bytes:
+        failure = await self.resolver.peek_failure(channel) or {}
+        starts_at = failure.get("starts_at")
+        text = SlateText(
+            channel.name,
+            str(failure.get("status", "offline")),
+            datetime.fromtimestamp(float(starts_at), UTC) if starts_at else None,
+        )
+        return await self.slates.segment(text)
+
+    async def _note_status(self, channel: Channel) -> None:
+        failure = await self.resolver.peek_failure(channel)
+        if failure is not None and failure.get("status") == "upcoming":
+            self._upcoming.add(channel.id)
+
+    async def _recheck_upcoming(self) -> None:
+        """Ask yt-dlp again about upcoming channels when their status runs out, so the
+        channels page and the guide see them go live even with nobody watching."""
+        while True:
+            await asyncio.sleep(_UPCOMING_LOOK)
+            for channel_id in list(self._upcoming):
+                channel = self.book.get(channel_id)
+                if channel is None or not channel.enabled:
+                    self._upcoming.discard(channel_id)
+                    continue
+                if await self.resolver.peek_failure(channel) is not None:
+                    continue  # still believed; its record says when to ask again
+                try:
+                    await self.resolver.current(channel)
+                    self._upcoming.discard(channel_id)
+                except YtproxyError:
+                    await self._note_status(channel)
+                    failure = await self.resolver.peek_failure(channel)
+                    if failure is None or failure.get("status") != "upcoming":
+                        self._upcoming.discard(channel_id)
 
     async def media_playlist(self, channel: Channel, payload: dict[str, Any], links: Links) -> str:
         current = await self.relay.media_playlist(
@@ -143,6 +222,8 @@ class LiveService:
             status = "live"
         elif failure is not None:
             status = str(failure.get("status", "error"))
+            if status == "upcoming":
+                self._upcoming.add(channel.id)
         else:
             status = "unknown"
         described: dict[str, Any] = {
@@ -156,6 +237,8 @@ class LiveService:
             "url": links.master(channel.id),
             "status": status,
             "reason": failure.get("code") if failure else None,
+            "starts_at": _iso(failure.get("starts_at")) if failure else None,
+            "checked_at": _iso(failure.get("checked_at")) if failure else None,
             "viewers": self.viewers.count(channel.id),
             "fetched_at": _iso(resolution.fetched_at) if resolution else None,
             "expires_at": _iso(resolution.expires_at) if resolution else None,
