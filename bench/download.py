@@ -216,7 +216,12 @@ def main() -> None:
                 if time.monotonic() > deadline:
                     raise RuntimeError("the bench upstream did not start") from None
                 time.sleep(0.1)
-        env = {"MAX_CONCURRENT_DOWNLOADS": str(CONCURRENT * 2), "CACHE_TTL": "3600"}
+        env = {
+            "MAX_CONCURRENT_DOWNLOADS": str(CONCURRENT * 2),
+            # Every bench download comes from 127.0.0.1.
+            "MAX_DOWNLOADS_PER_CLIENT": str(CONCURRENT * 2),
+            "CACHE_TTL": "3600",
+        }
         with gateway({}, **env) as (base, pid):
             asyncio.run(run(upstream, base, pid))
     finally:

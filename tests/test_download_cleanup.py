@@ -32,7 +32,12 @@ MERGE_EVERY = 100  # one abort in a hundred is a merge: 10 ffmpeg processes in a
 
 @pytest.fixture
 def gateway(app_server: Callable[..., AppServer], settings: Settings) -> AppServer:
-    return app_server(settings, download_piece_size=PIECE, max_concurrent_downloads=200)
+    return app_server(
+        settings,
+        download_piece_size=PIECE,
+        max_concurrent_downloads=200,
+        max_downloads_per_client=200,
+    )
 
 
 def path_of(server: AppServer, url: str, formats: list[str]) -> str:

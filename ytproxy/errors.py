@@ -11,7 +11,7 @@
     ├── RangeNotSatisfiable           416 range_not_satisfiable
     ├── MisdirectedRequest            421 host_not_allowed
     ├── TooManyRequests               429 (queue_full, rate_limited, too_many_downloads,
-    │                                      login_throttled)
+    │                                      too_many_downloads_per_client, login_throttled)
     ├── ServiceUnavailable            503 (channel_offline, too_many_viewers, not_ready)
     ├── ExtractionError               422 / 404 / 403 / 504 / 502, by code (see below)
     └── UpstreamError                 502 upstream_error, 504 upstream_timeout

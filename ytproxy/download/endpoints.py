@@ -9,7 +9,7 @@
   that merge is active; it counts as part of it, not as a download of its own.
 - `GET /v1/transfers` (`transfers`): the active downloads as JSON.
 
-Everything that can be checked cheaply (token, format, protocol, ffmpeg, the limit)
+Everything that can be checked cheaply (token, format, protocol, ffmpeg, the limits)
 is checked here and raised as a JSON error; the rest happens in `DownloadResponse`.
 """
 
@@ -21,7 +21,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ..errors import Forbidden, NotFound, ServiceUnavailable, TooManyRequests, YtproxyError
+from ..errors import Forbidden, NotFound, ServiceUnavailable, YtproxyError
 from ..services import Services, services
 from ..settings import Settings
 from ..sources import find_format, load_sources
@@ -31,7 +31,7 @@ from .links import part_path, read_link, read_part
 from .merge import MergedStream, choose_container
 from .relay import RangedRelay
 from .response import Body, DownloadResponse
-from .transfers import RETRY_AFTER, Transfer
+from .transfers import Transfer
 from .upstream import Upstream
 
 _FILE_PROTOCOLS = frozenset({"http", "https"})
@@ -45,13 +45,10 @@ async def download(request: Request) -> Response:
     if not source_url or not 1 <= len(format_ids) <= 2:
         raise Forbidden("This link is not valid", code="invalid_token")
     head_only = request.method == "HEAD"
-    if not head_only and svc.transfers.count() >= svc.transfers.limit:
+    client = request.client.host if request.client else "unknown"
+    if not head_only:
         # Checked again when the transfer registers; this spares a needless extraction.
-        raise TooManyRequests(
-            f"{svc.transfers.limit} downloads are already running; try again shortly",
-            code="too_many_downloads",
-            retry_after=RETRY_AFTER,
-        )
+        svc.transfers.admit(client)
     sources = await load_sources(svc, source_url)
     formats = [_find(sources, format_id) for format_id in format_ids]
     title = str(link.get("t") or sources.get("title") or "video")
@@ -69,7 +66,8 @@ async def download(request: Request) -> Response:
     else:
         mode = "merge"
         make_body = _merge(request, svc, source_url, formats, title, wanted, head_only)
-    return DownloadResponse(request, make_body, _begin(svc, mode, format_ids, title, head_only))
+    begin = _begin(svc, mode, format_ids, title, client, head_only)
+    return DownloadResponse(request, make_body, begin)
 
 
 async def download_part(request: Request) -> Response:
@@ -213,8 +211,8 @@ def loopback_base(request: Request, settings: Settings) -> str:
 
 
 def _begin(
-    svc: Services, mode: str, format_ids: list[str], title: str, head_only: bool
+    svc: Services, mode: str, format_ids: list[str], title: str, client: str, head_only: bool
 ) -> Callable[[], Transfer]:
     if head_only:
         return lambda: svc.transfers.probe(mode, format_ids, title)
-    return lambda: svc.transfers.begin(mode, format_ids, title)
+    return lambda: svc.transfers.begin(mode, format_ids, title, client=client)

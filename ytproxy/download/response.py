@@ -5,12 +5,15 @@ life: `open()` does the upstream work that decides the status and headers, `chun
 yields the body, `aclose()` releases the upstream connection or the ffmpeg process.
 `DownloadResponse` runs that life:
 
-- the transfer is registered first (429 when `MAX_CONCURRENT_DOWNLOADS` are running);
+- the transfer is registered first (429 when `MAX_CONCURRENT_DOWNLOADS` are running,
+  or `MAX_DOWNLOADS_PER_CLIENT` from this client);
 - `open()` runs before `http.response.start`, so its errors (403, 404, 416, 502...)
   are rendered as JSON like any other;
 - the body is pumped in a task while another task waits for `http.disconnect`:
   uvicorn silently drops what is sent to a client that has gone, so without the
   watcher a dead download would keep reading the upstream to the end;
+- the pump task is the transfer's `task`: cancelling it (shutdown, or the registry's
+  watchdog ending a client that stopped reading) ends the body like a disconnect;
 - `aclose()` and the transfer's end run in `finally` — not in a Starlette
   `BackgroundTask`, which is skipped when the client disconnects;
 - an error after the first byte can only end the stream: the response is left
@@ -92,7 +95,7 @@ class DownloadResponse(Response):
                     transfer.outcome = "failed"
                     log.warning("download %s ended early: %s", transfer.id, _describe(error))
                 elif pump.cancelled():
-                    transfer.outcome = "cancelled"
+                    transfer.outcome = transfer.stopped or "cancelled"
             else:
                 transfer.outcome = "aborted"
         finally:
@@ -115,8 +118,7 @@ class DownloadResponse(Response):
                 ],
             }
         )
-        transfer.started = True
-        transfer.size = _length(head)
+        transfer.start(_length(head))
         if head_only:
             await send({"type": "http.response.body", "body": b""})
             transfer.outcome = "completed"

@@ -1,18 +1,32 @@
-"""The registry of active downloads: limits, visibility and shutdown.
+"""The registry of active downloads: limits, stalls, visibility and shutdown.
 
 Every download response registers a `Transfer` before it opens the upstream, and
 ends it in `finally`. The registry enforces `MAX_CONCURRENT_DOWNLOADS` (one more is
-refused with 429 `too_many_downloads` and a `Retry-After`), lists the transfers for
-`GET /v1/transfers` (mode, formats, bytes sent, rate, start time), keeps the
-`active_downloads` gauge and the `downloads` and `relayed_bytes` counters, and on
-shutdown (`close()`) cancels every transfer and waits for their clean-up.
+refused with 429 `too_many_downloads` and a `Retry-After`) and, so that one address
+cannot take every slot, `MAX_DOWNLOADS_PER_CLIENT` (429 `too_many_downloads_per_client`,
+checked first). The client is `request.client.host`, as for the analyse rate limit:
+the peer's address, or the `X-Forwarded-For` that uvicorn accepts from a proxy listed
+in `FORWARDED_ALLOW_IPS`. The registry lists the transfers for `GET /v1/transfers`
+(mode, formats, bytes sent, rate, start time), keeps the `active_downloads` gauge and
+the `downloads` and `relayed_bytes` counters, and on shutdown (`close()`) cancels
+every transfer and waits for their clean-up.
+
+A client that stops reading would otherwise keep its slot for as long as it likes.
+One watchdog task per registry (started with the first download, stopped by
+`close()`) ends a transfer whose client has taken nothing for `DOWNLOAD_IDLE_TIMEOUT`
+seconds: it cancels the transfer's task, which runs the response's ordinary clean-up
+(upstream released, ffmpeg killed, the merge's inputs cancelled), frees the slot and
+counts the download with the outcome `stalled`. Progress is a `send` that returned:
+uvicorn's `send` waits while the socket's buffer is full, so a slow reader is a `send`
+that does not return (an upstream that yields nothing for that long is ended the same
+way). The clock starts with the response; opening the upstream has its own timeouts.
 
 A merged download reads its two inputs through internal *part* requests; those
-register as children of the merge: they do not count against the limit or in the
-metrics, and they are cancelled when the merge ends, so no upstream read outlives
-the client that caused it. HEAD requests are not registered at all.
+register as children of the merge: they do not count against the limits, in the
+metrics or for the watchdog, and they are cancelled when the merge ends, so no
+upstream read outlives the client that caused it. HEAD requests are not registered.
 
-The registry is per process: with several instances, each enforces its own limit.
+The registry is per process: with several instances, each enforces its own limits.
 """
 
 from __future__ import annotations
@@ -52,13 +66,25 @@ class Transfer:
     # Children (a merge's inputs) that failed: the merge must not end as if complete.
     problems: int = 0
     task: asyncio.Task[None] | None = None
+    client: str = ""
+    # Why the registry ended the transfer itself (`stalled`), if it did.
+    stopped: str | None = None
     _t0: float = dataclasses.field(default_factory=time.monotonic)
+    _handed: float = dataclasses.field(default_factory=time.monotonic)
     _mark: tuple[float, int] = (0.0, 0)
     _rate: float = 0.0
 
+    def start(self, size: int | None) -> None:
+        """The response has started: from now on the client must keep taking bytes."""
+        self.started = True
+        self.size = size
+        self._handed = time.monotonic()
+
     def sent(self, n: int) -> None:
+        """`n` bytes were handed to the client (its `send` returned)."""
         self.bytes_sent += n
         now = time.monotonic()
+        self._handed = now
         mark_time, mark_bytes = self._mark
         if now - mark_time >= _RATE_WINDOW:
             if mark_time:
@@ -66,6 +92,11 @@ class Transfer:
             self._mark = (now, self.bytes_sent)
         if self.registry is not None and self.parent is None:
             self.registry.count_bytes(n)
+
+    @property
+    def idle(self) -> float:
+        """Seconds since the client last took a chunk (or since the response started)."""
+        return time.monotonic() - self._handed
 
     @property
     def rate(self) -> float:
@@ -99,29 +130,53 @@ class Transfers:
         self._services = services
         self._active: dict[str, Transfer] = {}
         self._closing = False
+        self._watchdog: asyncio.Task[None] | None = None
 
     @property
     def limit(self) -> int:
         return self._services.settings.max_concurrent_downloads
 
-    def begin(
-        self, mode: str, formats: list[str], title: str, *, parent: str | None = None
-    ) -> Transfer:
-        """Register a transfer, or raise 429 when the limit is reached."""
+    def admit(self, client: str) -> None:
+        """Raise 429 if one more download from `client` would go over a limit."""
         if self._closing:
+            raise _shutting_down()
+        per_client = self._services.settings.max_downloads_per_client
+        if self.count(client) >= per_client:
             raise TooManyRequests(
-                "The server is shutting down", code="shutting_down", retry_after=RETRY_AFTER
+                f"{per_client} downloads from your address are already running; "
+                "wait for one to finish",
+                code="too_many_downloads_per_client",
+                retry_after=RETRY_AFTER,
             )
-        if parent is None and self.count() >= self.limit:
+        if self.count() >= self.limit:
             raise TooManyRequests(
                 f"{self.limit} downloads are already running; try again shortly",
                 code="too_many_downloads",
                 retry_after=RETRY_AFTER,
             )
-        transfer = Transfer(secrets.token_hex(6), mode, formats, title, parent, registry=self)
+
+    def begin(
+        self,
+        mode: str,
+        formats: list[str],
+        title: str,
+        *,
+        client: str = "",
+        parent: str | None = None,
+    ) -> Transfer:
+        """Register a transfer, or raise 429 when a limit is reached."""
+        if parent is None:
+            self.admit(client)
+        elif self._closing:
+            raise _shutting_down()
+        transfer = Transfer(
+            secrets.token_hex(6), mode, formats, title, parent, registry=self, client=client
+        )
         self._active[transfer.id] = transfer
         if parent is None:
             self._services.metrics.active_downloads.inc()
+            if self._watchdog is None:
+                self._watchdog = asyncio.create_task(self._watch(), name="transfers-watchdog")
         return transfer
 
     def probe(self, mode: str, formats: list[str], title: str) -> Transfer:
@@ -135,8 +190,13 @@ class Transfers:
         """Every registered transfer, a merge's inputs included."""
         return len(self._active)
 
-    def count(self) -> int:
-        return sum(1 for t in self._active.values() if t.parent is None)
+    def count(self, client: str | None = None) -> int:
+        """Downloads running (a merge's inputs not included), all or from one client."""
+        return sum(
+            1
+            for t in self._active.values()
+            if t.parent is None and (client is None or t.client == client)
+        )
 
     def listing(self) -> list[dict[str, Any]]:
         top = [t for t in self._active.values() if t.parent is None]
@@ -161,11 +221,47 @@ class Transfers:
             if child.task is not None:
                 child.task.cancel()
 
+    async def _watch(self) -> None:
+        """End every transfer idle for the timeout; sleep until the next could be."""
+        timeout = self._services.settings.download_idle_timeout
+        while True:
+            wait = timeout
+            for transfer in list(self._active.values()):
+                if transfer.parent is not None or not transfer.started or transfer.stopped:
+                    continue
+                left = timeout - transfer.idle
+                if left <= 0:
+                    self._end_stalled(transfer)
+                else:
+                    wait = min(wait, left)
+            await asyncio.sleep(wait)
+
+    def _end_stalled(self, transfer: Transfer) -> None:
+        if transfer.task is None:
+            return
+        log.info(
+            "download %s: the client took nothing for %.0f s; ending it (%d bytes sent)",
+            transfer.id,
+            transfer.idle,
+            transfer.bytes_sent,
+        )
+        transfer.stopped = "stalled"
+        transfer.task.cancel()
+
     async def close(self) -> None:
         self._closing = True
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            await asyncio.gather(self._watchdog, return_exceptions=True)
         tasks = [t.task for t in self._active.values() if t.task is not None]
         for task in tasks:
             task.cancel()
         if tasks:
             log.info("ending %d active transfers", len(tasks))
             await asyncio.wait(tasks, timeout=_CLOSE_TIMEOUT)
+
+
+def _shutting_down() -> TooManyRequests:
+    return TooManyRequests(
+        "The server is shutting down", code="shutting_down", retry_after=RETRY_AFTER
+    )
