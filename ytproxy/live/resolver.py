@@ -13,9 +13,14 @@ extraction between all concurrent callers (across instances through the cache's
 single-flight), and remembers why a channel is not live, as its status: `upcoming`
 (with `starts_at`, from yt-dlp's `live_status: is_upcoming` and `release_timestamp`),
 `ended` (`post_live`, `was_live`), `offline` (nothing live, or the video is gone),
-`blocked` (YouTube refuses the stream: see `relay.py`) or `error`. Each is believed for
-a while (`STATUS_TTL`; for an upcoming live a schedule that tightens near its start,
-`upcoming_recheck`), and the next request after that asks yt-dlp again.
+`blocked` (YouTube refuses the stream: the relay calls `block`, see `forbidden.py`) or
+`error`. Each is believed for a while (`STATUS_TTL`; for an upcoming live a schedule that
+tightens near its start, `upcoming_recheck`), and the next request after that asks
+yt-dlp again.
+
+When yt-dlp reports `available_at` (Unix time) on the formats, googlevideo refuses
+them until then: the resolution waits for it (at most `MAX_AVAILABLE_WAIT` s) before
+its first fetch, and keeps it as `Resolution.available_at`.
 
 A demuxed live (video-only and audio-only HLS formats, no master: yt-dlp's YouTube
 `visionos` client) gets a built master whose audio renditions are an
@@ -27,6 +32,7 @@ to refresh ahead of expiry (`service.py` does, for channels with viewers).
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import re
@@ -35,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit
 
 from ..errors import ExtractionError, ServiceUnavailable, YtproxyError
-from . import playlist
+from . import playlist, streams
 from .channels import Channel
 from .playlist import PlaylistError, VariantFormat
 from .upstream import fetch_text
@@ -59,6 +65,7 @@ STATUS_TTL = {"offline": 30.0, "ended": 120.0, "error": 10.0}
 # of raising "This live event will begin in ..." with this option.
 LIVE_OPTIONS = {"ignore_no_formats_error": True}
 MIN_TTL = 2.0
+MAX_AVAILABLE_WAIT = 15.0
 _EXPIRE_PATH = re.compile(r"/expire/(\d+)(?:/|$)")
 _ITAG = re.compile(r"(?:/itag/|[?&]itag=)(\d+)")
 
@@ -99,6 +106,7 @@ class StreamChoice:
     master_url: str | None
     formats: list[VariantFormat]
     expires_at: float | None
+    available_at: float | None = None
 
 
 def pick_stream(info: dict[str, Any]) -> StreamChoice:
@@ -139,11 +147,13 @@ def pick_stream(info: dict[str, Any]) -> StreamChoice:
         )
     urls = [u for u in (master_url, *variants) if u]
     expiries = [e for e in map(expiry_of, urls) if e is not None]
+    available = [a for a in (_number_or_none(f.get("available_at")) for f in hls) if a]
     return StreamChoice(
         stream_id=str(info.get("id") or ""),
         master_url=master_url,
         formats=list(variants.values()),
         expires_at=min(expiries) if expiries else None,
+        available_at=max(available) if available else None,
     )
 
 
@@ -205,6 +215,7 @@ class Resolution:
     fetched_at: float  # Unix time
     expires_at: float | None
     ttl: float
+    available_at: float | None = None  # googlevideo refuses the URLs before this
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -288,6 +299,7 @@ def make_resolution(
         fetched_at=fetched_at,
         expires_at=expires_at,
         ttl=resolution_ttl(cache_ttl, fetched_at, expires_at),
+        available_at=choice.available_at,
     )
 
 
@@ -323,6 +335,11 @@ class Resolver:
         """A resolution fetched after `newer_than`: the cached one if it is, else a new one."""
         return await self._flight(channel, reason, newer_than=newer_than)
 
+    async def block(self, channel: Channel, reason: str, ttl: float) -> dict[str, Any]:
+        """Hold `channel` as `blocked` (why: `reason`) for `ttl` seconds: until then every
+        request gets `channel_blocked` (or the slate) and nothing is extracted."""
+        return await self._remember_failure(channel, "blocked", reason, ttl=ttl)
+
     async def invalidate(self, channel: Channel) -> None:
         await self._svc.cache.delete(self._key(channel))
         await self._svc.cache.delete(self._key(channel) + ":failed")
@@ -350,8 +367,9 @@ class Resolver:
         metrics.live_resolutions.labels(channel.id, reason).inc()
         fetched_at = time.time()
         try:
-            info = await self._svc.extractor.extract(channel.url, lane="live", options=LIVE_OPTIONS)
+            info = await self._live_info(channel)
             choice = pick_stream(info)
+            await wait_until_available(choice.available_at)
             master, base_url = await self._master(choice)
         except ExtractionError as exc:
             status = STATUS_OF_CODE.get(exc.code, "error")
@@ -375,6 +393,7 @@ class Resolver:
         data = resolution.to_json()
         await cache.set(key, data, resolution.ttl)
         metrics.channel_up.labels(channel.id).set(1)
+        self._set_status(channel, "live")
         log.info(
             "channel %s resolved (%s): %d variant(s), cached %.0fs",
             channel.id,
@@ -383,6 +402,17 @@ class Resolver:
             resolution.ttl,
         )
         return data
+
+    async def _live_info(self, channel: Channel) -> dict[str, Any]:
+        """yt-dlp's info dict of the channel's live; for a listing channel (its
+        `/streams` tab, `pick`, `expand`) of the live chosen from the listing."""
+        url = channel.url
+        if streams.is_listing(channel):
+            chosen = streams.choose(await streams.list_lives(self._svc, channel), channel.pick)
+            if isinstance(chosen, streams.NoLive):
+                raise NotLive(chosen.status, chosen.code, chosen.starts_at)
+            url = chosen.url
+        return await self._svc.extractor.extract(url, lane="live", options=LIVE_OPTIONS)
 
     async def _master(self, choice: StreamChoice) -> tuple[str, str]:
         """The upstream master (fetched), else one built from the formats."""
@@ -404,6 +434,11 @@ class Resolver:
         if not choice.formats:
             raise NotLive("offline", "no_hls_formats")
         return playlist.build_master(choice.formats), ""
+
+    def _set_status(self, channel: Channel, status: str) -> None:
+        gauge = self._svc.metrics.channel_status
+        for name in STATUSES:
+            gauge.labels(channel.id, name).set(1 if name == status else 0)
 
     async def _remember_failure(
         self,
@@ -433,8 +468,21 @@ class Resolver:
         await self._svc.cache.set(self._key(channel) + ":failed", record, ttl)
         await self._svc.cache.delete(self._key(channel))
         self._svc.metrics.channel_up.labels(channel.id).set(0)
+        self._set_status(channel, status)
         log.info("channel %s is %s (%s); asking again in %.0f s", channel.id, status, code, ttl)
         return record
+
+
+STATUSES = ("live", "upcoming", "ended", "offline", "blocked", "error")
+
+
+async def wait_until_available(available_at: float | None) -> None:
+    """Sleep until `available_at` (Unix time), for at most `MAX_AVAILABLE_WAIT` s."""
+    if available_at is not None:
+        ahead = available_at - time.time()
+        if ahead > 0:
+            log.info("stream available in %.1f s; waiting", ahead)
+            await asyncio.sleep(min(ahead, MAX_AVAILABLE_WAIT))
 
 
 def upcoming_recheck(starts_at: float | None, now: float) -> float:
