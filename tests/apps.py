@@ -23,6 +23,7 @@ import pytest
 import uvicorn
 
 from ytproxy.app import create_app
+from ytproxy.server import uvicorn_config
 from ytproxy.services import Services
 from ytproxy.settings import Settings
 
@@ -40,9 +41,8 @@ class AppServer:
         self._sock.bind(("127.0.0.1", 0))
         self.port: int = self._sock.getsockname()[1]
         self.base_url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(
-            self.app, log_config=None, lifespan="on", timeout_graceful_shutdown=2
-        )
+        # The server `python app.py` runs (ytproxy/server.py), head limit included.
+        config = uvicorn_config(self.app, settings, graceful_shutdown=2)
         self._server = uvicorn.Server(config)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread = threading.Thread(target=self._run, name=f"app-{self.port}", daemon=True)

@@ -87,6 +87,8 @@ def test_hostile_urls_are_refused_with_codes(guarded, url: str, status: int, cod
         (b'{"url": "https://example.com/"', "application/json", 400, "invalid_json"),
         (b'["https://example.com/"]', "application/json", 400, "invalid_json"),
         (b"\xff\xfe\x00", "application/json", 400, "invalid_json"),
+        (b"[" * 5_000, "application/json", 400, "invalid_json"),
+        (b'{"url": ' + b"[" * 5_000 + b"]" * 5_000 + b"}", "application/json", 400, "invalid_json"),
         (b"{}", "application/json", 400, "missing_field"),
         (b'{"link": "https://example.com/"}', "application/json", 400, "missing_field"),
         (b'{"url": "   "}', "application/json", 400, "missing_field"),
@@ -143,6 +145,15 @@ def test_a_body_just_under_the_limit_is_read(guarded) -> None:
         "/v1/analyze", content=body, headers={"Content-Type": "application/json"}
     )
     assert error_of(response) == (400, "invalid_url")
+
+
+def test_an_oversized_request_head_is_431_header_too_large(guarded) -> None:
+    client, server = guarded
+    response = client.post(
+        "/v1/analyze", json={"url": "https://example.com/"}, headers={"X-Pad": "p" * 65_536}
+    )
+    assert error_of(response) == (431, "header_too_large")
+    assert server.services.extractor.calls == 0
 
 
 def test_unknown_and_malformed_task_ids_are_404_task_not_found(guarded) -> None:

@@ -1,4 +1,5 @@
-"""`python app.py`: read the settings, set up logging, serve with uvicorn.
+"""`python app.py`: read the settings, set up logging, serve with uvicorn
+(configured by `server.uvicorn_config`).
 
 A bad setting, or a bad channels file, stops start-up with one line on stderr naming
 the variable (or the file and the problem: missing, unreadable, not UTF-8, not TOML, or
@@ -16,6 +17,7 @@ import uvicorn
 from .app import create_app
 from .live.channels import ChannelsError, load_channels
 from .logs import configure_logging
+from .server import uvicorn_config
 from .settings import Settings, SettingsError, load_environment
 
 log = logging.getLogger(__name__)
@@ -39,15 +41,7 @@ def main() -> None:
             "the gateway. Set ACCESS_TOKEN in .env.",
             settings.host,
         )
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        proxy_headers=True,
-        forwarded_allow_ips=settings.forwarded_allow_ips,
-        timeout_graceful_shutdown=5,
-    )
+    uvicorn.Server(uvicorn_config(create_app(settings), settings)).run()
 
 
 def _is_loopback(host: str) -> bool:

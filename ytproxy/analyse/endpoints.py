@@ -42,6 +42,8 @@ from ..urlguard import check_url
 log = logging.getLogger(__name__)
 
 MAX_BODY = 16 * 1024
+# Deepest nesting of arrays and objects read from a client's JSON; the API needs 1.
+MAX_JSON_DEPTH = 32
 _JSON = "application/json"
 _FORMS = frozenset({"application/x-www-form-urlencoded", "multipart/form-data"})
 _NO_STORE = {"Cache-Control": "no-store"}
@@ -92,10 +94,7 @@ async def read_url(request: Request) -> object:
         )
     body = await _read_body(request)
     if content_type == _JSON:
-        try:
-            data = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
-            raise BadRequest("The body is not valid JSON", code="invalid_json") from None
+        data = client_json(body)
         if not isinstance(data, dict):
             raise BadRequest('The body must be a JSON object: {"url": "..."}', code="invalid_json")
         value: object = data.get("url")
@@ -135,6 +134,53 @@ def with_links(svc: Services, url: str, result: dict[str, Any]) -> dict[str, Any
                 ext=str(choice["ext"] or "mp4"),
             )
     return served
+
+
+def client_json(body: bytes) -> object:
+    """A client's JSON body, parsed; `invalid_json` (400) if it is not JSON or is nested
+    deeper than `MAX_JSON_DEPTH`.
+
+    `json.loads` recurses once per level, so 5,000 nested brackets (5 KB) were a
+    RecursionError and a 500; the depth is checked first by a linear scan.
+    """
+    try:
+        text = body.decode(json.detect_encoding(body), "surrogatepass")
+    except UnicodeDecodeError:
+        raise BadRequest("The body is not valid JSON", code="invalid_json") from None
+    if _too_deep(text):
+        raise BadRequest(
+            f"The JSON is nested more than {MAX_JSON_DEPTH} levels deep", code="invalid_json"
+        )
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):  # RecursionError: cannot happen after the scan
+        raise BadRequest("The body is not valid JSON", code="invalid_json") from None
+
+
+def _too_deep(text: str) -> bool:
+    """Whether arrays and objects in `text` nest deeper than `MAX_JSON_DEPTH`, read the
+    way the JSON parser would read them (brackets in strings do not count)."""
+    if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
+        return False  # cannot nest deeper than it has brackets: most bodies stop here
+    depth = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                return True
+        elif char in "]}":
+            depth -= 1
+    return False
 
 
 async def _read_body(request: Request) -> bytes:
