@@ -1,4 +1,5 @@
-"""ASGI entry point: `uvicorn app:app`, or `python app.py` to serve on HOST:PORT."""
+"""`python app.py` serves on HOST:PORT (with the request-head limit of ytproxy/server.py);
+`app` is the ASGI app, for `uvicorn app:app --http ytproxy.server:HeadLimitProtocol`."""
 
 from ytproxy.app import create_app
 

@@ -1,0 +1,102 @@
+"""The googlevideo-shaped live (path-style signed URLs, itags, program dates) through
+the relay: fan-out to many viewers and no upstream URL in anything a client gets."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections import defaultdict
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import aiohttp
+import httpx
+
+from tests.origin import Origin
+
+VID = "gvfanout001"
+
+
+def uri_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line and not line.startswith("#")]
+
+
+async def watch(base_url: str, agent: str, variant: int, seconds: float, seen: set[int]) -> None:
+    """A player: polls one variant's playlist every second, fetches each new segment."""
+    async with aiohttp.ClientSession(headers={"User-Agent": agent}) as session:
+        async with session.get(f"{base_url}/live/gv.m3u8") as response:
+            variant_url = uri_lines(await response.text())[variant]
+        fetched: set[int] = set()
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            async with session.get(variant_url) as response:
+                assert response.status == 200
+                media = await response.text()
+            first = int(re.search(r"#EXT-X-MEDIA-SEQUENCE:(\d+)", media).group(1))  # type: ignore[union-attr]
+            listed = {first + i: url for i, url in enumerate(uri_lines(media))}
+            wanted = sorted(listed)[-2:] if not fetched else [s for s in listed if s > max(fetched)]
+            for sequence in sorted(wanted):
+                async with session.get(listed[sequence]) as response:
+                    assert response.status == 200
+                    assert (await response.read())[:1] == b"\x47"
+                fetched.add(sequence)
+                seen.add(sequence)
+            await asyncio.sleep(1.0)
+
+
+async def test_fifty_viewers_of_a_googlevideo_live_cause_one_fetch_per_segment(
+    app_server, settings, channels_file: Path, origin: Origin
+) -> None:
+    origin.youtube.add_live(VID, handle="gv", flavour="muxed")
+    channels_file.write_text(
+        f'[[channel]]\nid = "gv"\nname = "GV"\nurl = "{origin.youtube.watch_url(VID)}"\n',
+        encoding="utf-8",
+    )
+    server = app_server(settings)
+    with httpx.Client(base_url=server.base_url, timeout=30) as client:
+        master = client.get("/live/gv.m3u8", headers={"User-Agent": "viewer-0"}).text
+    itags = [int(m) for m in re.findall(r"/itag/(\d+)/", master)] or [91, 92]
+    seen: dict[int, set[int]] = defaultdict(set)
+    await asyncio.gather(
+        *(watch(server.base_url, f"viewer-{n}", n % 2, 20.0, seen[n % 2]) for n in range(50))
+    )
+    assert server.services.live.viewers.count("gv") == 50
+    fetches = {itag: origin.youtube.segment_fetches(VID, itag) for itag in (91, 92)}
+    # The master lists the variants lowest bandwidth first: 91 (144p), then 92 (240p).
+    for index, itag in enumerate((91, 92)):
+        assert len(seen[index]) >= 8, seen
+        assert fetches[itag] == dict.fromkeys(seen[index], 1), (itag, fetches[itag], seen[index])
+    assert origin.youtube.extractions(VID) == 1
+    assert not itags or set(itags) <= {91, 92}
+
+
+def test_nothing_a_client_gets_names_googlevideo_or_the_origin(
+    app_server, settings, channels_file: Path, origin: Origin
+) -> None:
+    origin.youtube.add_live(VID, handle="gv", flavour="demuxed")
+    channels_file.write_text(
+        f'[[channel]]\nid = "gv"\nname = "GV"\nurl = "{origin.youtube.watch_url(VID)}"\n',
+        encoding="utf-8",
+    )
+    server = app_server(settings)
+    leaks = re.compile(
+        rf"{re.escape(urlsplit(origin.url('/')).netloc)}|/videoplayback/|/api/manifest/|/itag/|/sig/|/expire/"
+    )
+    with httpx.Client(base_url=server.base_url, timeout=30) as client:
+        bodies = [client.get(path) for path in ("/playlist.m3u", "/api/channels", "/api/stream/gv")]
+        master = client.get("/live/gv.m3u8")
+        bodies.append(master)
+        assert "TYPE=AUDIO" in master.text and 'AUDIO="' in master.text
+        for media_url in re.findall(r'URI="([^"]+)"', master.text) + uri_lines(master.text):
+            media = client.get(media_url)
+            bodies.append(media)
+            for segment_url in uri_lines(media.text)[-2:]:
+                segment = client.get(segment_url)
+                assert segment.status_code == 200
+                bodies.append(segment)
+    for response in bodies:
+        text = response.text if "mpegurl" in response.headers.get("content-type", "") else ""
+        text += response.text if "json" in response.headers.get("content-type", "") else ""
+        assert not leaks.search(text), (str(response.url), leaks.search(text))
+        assert not leaks.search(str(dict(response.headers))), str(response.url)
