@@ -7,7 +7,10 @@ JavaScript runtime yt-dlp finds, the PO-token provider, the proxy (one GET throu
 the relay's own session to a harmless URL), the cookies file (readable and in
 Netscape format, with what is wrong when it is not; the extractor gives yt-dlp a
 private copy, so the file itself may be read-only),
-Redis, ffmpeg, and each live channel's last resolution.
+Redis, ffmpeg, and each live channel's last resolution. A `blocked` channel (YouTube
+refused its stream again right after a fresh resolution: `live/forbidden.py`) gets the
+likely causes, read against the other checks (PO token, cookies, egress IP, yt-dlp's
+version), and what to do.
 
 Statuses: `ok`, `warning` (works, but something will bite), `error` (a part does not
 work), `off` (not configured, which is allowed). The report is a 200 whatever it
@@ -94,6 +97,7 @@ class Report:
     checks: list[Check]
     channels: list[dict[str, Any]]
     generated_at: float
+    blocked_causes: list[tuple[str, Text]] = dataclasses.field(default_factory=list)
 
     @property
     def status(self) -> Status:
@@ -105,8 +109,14 @@ class Report:
             "status": self.status,
             "generated_at": self.generated_at,
             "checks": [check.to_dict(lang) for check in self.checks],
-            "channels": self.channels,
+            "channels": [
+                {**row, "causes": self._causes(lang) if row["status"] == "blocked" else []}
+                for row in self.channels
+            ],
         }
+
+    def _causes(self, lang: str) -> list[dict[str, str]]:
+        return [{"cause": name, "message": text.render(lang)} for name, text in self.blocked_causes]
 
 
 async def diagnose(svc: Services, *, proxy_target: str = PROXY_TARGET) -> Report:
@@ -122,7 +132,51 @@ async def diagnose(svc: Services, *, proxy_target: str = PROXY_TARGET) -> Report
         _check_ffmpeg(svc),
     )
     channel_check, channels = await check_channels(svc)
-    return Report([*checks, channel_check], channels, time.time())
+    all_checks = [*checks, channel_check]
+    return Report(all_checks, channels, time.time(), blocked_causes(svc, all_checks))
+
+
+def blocked_causes(svc: Services, checks: list[Check]) -> list[tuple[str, Text]]:
+    """Why YouTube may refuse a channel's stream from here, most likely first, each
+    read against what the other checks found; the last entry says what to do."""
+    by_name = {check.name: check for check in checks}
+    settings = svc.settings
+    unset = Text("blocked.unset")
+    pot_state = Text("status." + by_name["pot_provider"].status)
+    causes: list[tuple[str, Text]] = [
+        (
+            "pot_provider",
+            Text("blocked.pot", {"url": settings.pot_provider_url, "state": pot_state})
+            if settings.pot_provider_url
+            else Text("blocked.pot_off"),
+        ),
+        (
+            "cookies",
+            Text(
+                "blocked.cookies",
+                {
+                    "path": str(settings.ytdlp_cookies_file),
+                    "state": Text("status." + by_name["cookies"].status),
+                },
+            )
+            if settings.ytdlp_cookies_file
+            else Text("blocked.cookies_off"),
+        ),
+        (
+            "egress_ip",
+            Text(
+                "blocked.egress_ip",
+                {
+                    "proxy": without_credentials(settings.global_proxy)
+                    if settings.global_proxy
+                    else unset
+                },
+            ),
+        ),
+        ("ytdlp", Text("blocked.ytdlp", {"version": YTDLP_VERSION})),
+        ("what_to_do", Text("blocked.todo")),
+    ]
+    return causes
 
 
 def check_ytdlp(today: dt.date | None = None, version: str = YTDLP_VERSION) -> Check:
@@ -371,7 +425,7 @@ async def check_channels(svc: Services) -> tuple[Check, list[dict[str, Any]]]:
     if not enabled:
         return Check("channels", "off", Text("channels.none", {"path": path})), channels
     up = sum(1 for c in enabled if c["status"] == "live")
-    failed = sum(1 for c in enabled if c["status"] == "error")
+    failed = sum(1 for c in enabled if c["status"] in ("error", "blocked"))
     params = {"live": up, "total": len(enabled), "failed": failed}
     status: Status = "warning" if failed else "ok"
     details = {"live": up, "enabled": len(enabled), "failed": failed}

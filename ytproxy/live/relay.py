@@ -13,6 +13,11 @@ same segment in the new playlist by its media sequence number; on a transient er
 (connection, 5xx, 429) it retries with backoff within the segment's time budget,
 resuming with a `Range` request from the bytes it already has.
 
+A 401/403 on a URL far from its expiry is YouTube refusing the playback, not
+expiry (`forbidden.py`): it is counted (`upstream_forbidden_total`) and re-resolves
+once; refused again soon after, the channel is held `blocked` for a backoff instead
+of being re-resolved on every request.
+
 Upstream responses are released by `async with`, whatever happens. This module
 does not sign URLs or rewrite playlists (`links.py`, `playlist.py`).
 """
@@ -35,7 +40,8 @@ from ..flights import Flights
 from . import playlist
 from .channels import Channel
 from .fanout import Fetch, SegmentBuffer
-from .resolver import Resolution, Resolver
+from .forbidden import REASON, ForbiddenLog, is_forbidden
+from .resolver import Resolution, Resolver, failure_error
 from .upstream import (
     GONE,
     RETRY_BASE,
@@ -85,6 +91,7 @@ class LiveRelay:
         )
         self._playlists: dict[tuple[str, str], MediaPlaylist] = {}
         self._flights = Flights()
+        self._forbidden = ForbiddenLog()
 
     async def close(self) -> None:
         await self._flights.close()
@@ -94,16 +101,37 @@ class LiveRelay:
     def forget(self, channel_id: str) -> None:
         for cached in [k for k in self._playlists if k[0] == channel_id]:
             del self._playlists[cached]
+        self._forbidden.forget(channel_id)
 
     async def media_playlist(self, channel: Channel, key: str, bandwidth: int = 0) -> MediaPlaylist:
         resolution = await self._resolver.current(channel)
         try:
             return await self._playlist_of(resolution, key, bandwidth)
-        except UpstreamGone:
-            resolution = await self._resolver.refresh(
-                channel, reason="expired", newer_than=resolution.fetched_at
-            )
+        except UpstreamGone as exc:
+            url = resolution.variant_url(key, bandwidth)[1]
+            resolution = await self._recover(channel, exc, url, resolution.fetched_at)
             return await self._playlist_of(resolution, key, bandwidth)
+
+    async def _recover(
+        self, channel: Channel, exc: UpstreamGone, url: str, fetched_at: float
+    ) -> Resolution:
+        """A resolution newer than `fetched_at`, after `url` of it answered `exc`;
+        raises `channel_blocked` instead when re-resolving has not helped."""
+        if not is_forbidden(exc.upstream_status, url):
+            return await self._resolver.refresh(channel, reason="expired", newer_than=fetched_at)
+        self._svc.metrics.upstream_forbidden.labels(channel.id).inc()
+        block_for = self._forbidden.verdict(channel.id, fetched_at)
+        if block_for is None:
+            return await self._resolver.refresh(channel, reason="forbidden", newer_than=fetched_at)
+        log.warning(
+            "channel %s: upstream refused again after a fresh resolution; blocked for %.0f s",
+            channel.id,
+            block_for,
+        )
+        record = await self._resolver.block(channel, REASON, block_for)
+        for cached in [k for k in self._playlists if k[0] == channel.id]:
+            del self._playlists[cached]
+        raise failure_error(record) from None
 
     async def _playlist_of(self, resolution: Resolution, key: str, bandwidth: int) -> MediaPlaylist:
         key, url = resolution.variant_url(key, bandwidth)
@@ -150,7 +178,7 @@ class LiveRelay:
             except UpstreamGone as exc:
                 if remapped:
                     raise _segment_gone() from exc
-                url = await self._remap(channel, payload)
+                url = await self._remap(channel, payload, exc, url)
                 remapped = True
             except (aiohttp.ClientError, TimeoutError, TransientUpstream) as exc:
                 attempt += 1
@@ -188,11 +216,11 @@ class LiveRelay:
             if fetch.length is not None and len(fetch.data) < fetch.length:
                 raise aiohttp.ClientPayloadError("upstream body ended early")
 
-    async def _remap(self, channel: Channel, payload: dict[str, Any]) -> str:
+    async def _remap(
+        self, channel: Channel, payload: dict[str, Any], exc: UpstreamGone, url: str
+    ) -> str:
         """The same segment's URL in a playlist of a newer resolution."""
-        resolution = await self._resolver.refresh(
-            channel, reason="expired", newer_than=float(payload.get("f", 0))
-        )
+        resolution = await self._recover(channel, exc, url, float(payload.get("f", 0)))
         if resolution.stream_id != payload.get("i"):
             raise NotFound("The stream has changed; reload the playlist", code="segment_gone")
         current = await self._playlist_of(resolution, str(payload["v"]), 0)

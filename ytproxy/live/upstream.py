@@ -2,8 +2,9 @@
 
 `fetch_text(http, url, ...)` gets a playlist (master or media) through the app's one
 aiohttp session, retrying transient failures (connection errors, 5xx, 429) with
-backoff, and raises `UpstreamGone` for 403/404/410, the answers googlevideo gives
-once a URL has expired or been revoked: the caller re-resolves the channel on that.
+backoff, and raises `UpstreamGone` for 401/403/404/410, the answers googlevideo gives
+once a URL has expired or been revoked, or when it refuses the playback: the caller
+decides (`relay.py`, `forbidden.py`) whether to re-resolve the channel.
 A playlist is read to its end and refused past 8 MiB (`bodies.read_capped`).
 
 Errors raised from here never carry the upstream URL, in their message or anywhere
@@ -29,13 +30,13 @@ log = logging.getLogger(__name__)
 RETRY_BASE = 0.25
 RETRY_CAP = 2.0
 
-GONE = frozenset({403, 404, 410})
+GONE = frozenset({401, 403, 404, 410})
 PLAYLIST_TIMEOUT = aiohttp.ClientTimeout(total=15, connect=5, sock_read=10)
 _MAX_PLAYLIST_BYTES = 8 * 1024 * 1024
 
 
 class UpstreamGone(UpstreamError):
-    """The upstream URL answered 403, 404 or 410: expired, revoked, or moved on."""
+    """The upstream URL answered 401, 403, 404 or 410: expired, revoked, refused, or gone."""
 
     default_code = "upstream_gone"
 
@@ -64,7 +65,7 @@ async def fetch_text(
     metrics: Metrics,
     attempts: int = 3,
 ) -> tuple[str, str]:
-    """`(text, final_url)` of a playlist; `UpstreamGone` on 403/404/410."""
+    """`(text, final_url)` of a playlist; `UpstreamGone` on 401/403/404/410."""
     for attempt in range(attempts):
         try:
             async with http.get(url, timeout=PLAYLIST_TIMEOUT) as response:
