@@ -211,12 +211,18 @@ class Extractor:
         lane: Lane = "analyse",
         on_event: EventCallback | None = None,
         options: dict[str, Any] | None = None,
+        allow_playlist: bool = False,
     ) -> dict[str, Any]:
-        """Extract `url` without downloading; retry transient failures with backoff."""
+        """Extract `url` without downloading; retry transient failures with backoff.
+
+        A playlist (a channel's `/streams` tab) is refused with `playlist_not_supported`
+        unless `allow_playlist`; callers that allow it pass `extract_flat` in `options`,
+        so its entries are listed, not each extracted.
+        """
         attempts = self._settings.ytdlp_max_retries + 1
         for attempt in range(attempts):
             try:
-                return await self._extract_once(url, lane, on_event, options)
+                return await self._extract_once(url, lane, on_event, options, allow_playlist)
             except ExtractionError as exc:
                 if not exc.transient or attempt == attempts - 1:
                     raise
@@ -231,11 +237,12 @@ class Extractor:
         lane: Lane,
         on_event: EventCallback | None,
         options: dict[str, Any] | None,
+        allow_playlist: bool = False,
     ) -> dict[str, Any]:
         cancelled = threading.Event()
         params = self.params(options)
         params["logger"] = _Logger(on_event, cancelled)
-        thread = await self._start_thread(lane, url, params)
+        thread = await self._start_thread(lane, url, params, allow_playlist)
         try:
             info = await asyncio.wait_for(thread, timeout=self._settings.ytdlp_timeout * 4)
         except TimeoutError:
@@ -252,7 +259,7 @@ class Extractor:
         return info
 
     async def _start_thread(
-        self, lane: Lane, url: str, params: dict[str, Any]
+        self, lane: Lane, url: str, params: dict[str, Any], allow_playlist: bool = False
     ) -> asyncio.Future[dict[str, Any]]:
         """Take a slot of `lane` and run yt-dlp for `url` in a pool thread.
 
@@ -279,7 +286,7 @@ class Extractor:
                     loop.call_soon_threadsafe(finished)
 
         try:
-            future = self._pool.submit(_run_ytdlp, self._ydl_class, url, params)
+            future = self._pool.submit(_run_ytdlp, self._ydl_class, url, params, allow_playlist)
         except BaseException:
             slots.release()
             raise
@@ -301,7 +308,10 @@ def _load_plugins() -> None:
 
 
 def _run_ytdlp(
-    ydl_class: type[yt_dlp.YoutubeDL], url: str, params: dict[str, Any]
+    ydl_class: type[yt_dlp.YoutubeDL],
+    url: str,
+    params: dict[str, Any],
+    allow_playlist: bool = False,
 ) -> dict[str, Any]:
     """Runs in a pool thread: one YoutubeDL for this call only."""
     with _private_cookies(params.get("cookiefile")) as cookiefile:
@@ -312,7 +322,7 @@ def _run_ytdlp(
                 info = ydl.extract_info(url, download=False)
                 if info is None:
                     raise ExtractionError(_HUMAN["extraction_failed"])
-                if info.get("_type") in {"playlist", "multi_video"}:
+                if info.get("_type") in {"playlist", "multi_video"} and not allow_playlist:
                     raise ExtractionError(
                         _HUMAN["playlist_not_supported"], code="playlist_not_supported"
                     )

@@ -1,13 +1,14 @@
 """The channels file: `channels.toml` loaded, validated, and reloaded when it changes.
 
 `load_channels(path)` reads `[[channel]]` tables (`id`, `name`, `url`, optional `group`,
-`logo`, `description`, `enabled`) and raises `ChannelsError`, one line naming the file
+`logo`, `description`, `enabled`, and for channels running several lives at once `pick`
+and `expand`: see `streams.py`) and raises `ChannelsError`, one line naming the file
 and the problem, on the first one: the file missing, unreadable, not a regular file,
 not UTF-8 or not TOML; or, naming the channel and the field, a missing or mistyped
 field, an unknown field (a typo such as `enable` would otherwise be silently ignored), a
-duplicate `id`, an `id` that is not a URL slug, a URL that is not http(s), or a control
-character in a text field. Every failure is a `ChannelsError`, so callers need catch
-nothing else.
+duplicate `id`, an `id` that is not a URL slug, a URL that is not http(s), a control
+character in a text field, or a `pick` that is too long or not a usable regex. Every
+failure is a `ChannelsError`, so callers need catch nothing else.
 
 `ChannelBook` holds the current list. It looks at the file's modification time at most
 once a second and reloads when it changed: an edit takes effect without a restart. Any
@@ -42,7 +43,11 @@ ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 # C0 and C1 controls other than tab and line breaks, which are whitespace to collapse.
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x84\x86-\x9f]")
 _URL_FORBIDDEN = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
-_FIELDS = {"id", "name", "url", "group", "logo", "description", "enabled"}
+_FIELDS = {"id", "name", "url", "group", "logo", "description", "enabled", "pick", "expand"}
+# `pick` is matched against titles YouTube controls: a short pattern, without a
+# quantified group that itself repeats (`(a+)+`), cannot backtrack for long.
+PICK_MAX_LENGTH = 100
+_NESTED_QUANTIFIER = re.compile(r"\((?:[^()\\]|\\.)*[+*}](?:[^()\\]|\\.)*\)\s*[+*{]")
 _CHECK_INTERVAL = 1.0
 
 # A file's stamp: (inode, mtime in ns, size), or why it could not be looked at.
@@ -64,6 +69,19 @@ class Channel:
     logo: str = ""
     description: str = ""
     enabled: bool = True
+    # A case-insensitive substring of the live's title, or a regex written `/.../`.
+    pick: str = ""
+    # Each current live of the channel's `/streams` tab is its own channel (streams.py).
+    expand: bool = False
+
+
+def pick_pattern(pick: str) -> re.Pattern[str] | None:
+    """The pattern `pick` stands for (None for no pick); `re.error` if it is not one."""
+    if not pick:
+        return None
+    if len(pick) > 2 and pick.startswith("/") and pick.endswith("/"):
+        return re.compile(pick[1:-1], re.IGNORECASE)
+    return re.compile(re.escape(pick), re.IGNORECASE)
 
 
 def load_channels(path: Path) -> list[Channel]:
@@ -135,12 +153,12 @@ def _parse_one(table: Any, number: int, source: str) -> Channel:
     for field in ("id", "name", "url"):
         if field not in table:
             raise fail(field, "missing")
-    for field in ("id", "name", "url", "group", "logo", "description"):
+    for field in ("id", "name", "url", "group", "logo", "description", "pick"):
         if field in table and not isinstance(table[field], str):
             raise fail(field, "must be a string")
     if not ID_PATTERN.fullmatch(table["id"]):
         raise fail("id", "must be 1-64 letters, digits, - or _ (it is used in URLs)")
-    for field in ("name", "group", "description"):
+    for field in ("name", "group", "description", "pick"):
         if _CONTROL.search(table.get(field, "")):
             raise fail(field, "must not contain control characters")
     if not table["name"].strip():
@@ -149,8 +167,19 @@ def _parse_one(table: Any, number: int, source: str) -> Channel:
         raise fail("url", "must be an http(s) URL with a host")
     if table.get("logo") and not _is_http_url(table["logo"]):
         raise fail("logo", "must be an http(s) URL with a host")
-    if "enabled" in table and not isinstance(table["enabled"], bool):
-        raise fail("enabled", "must be true or false")
+    for field in ("enabled", "expand"):
+        if field in table and not isinstance(table[field], bool):
+            raise fail(field, "must be true or false")
+    pick = table.get("pick", "").strip()
+    if len(pick) > PICK_MAX_LENGTH:
+        raise fail("pick", f"must be at most {PICK_MAX_LENGTH} characters")
+    if pick.startswith("/") and pick.endswith("/") and len(pick) > 2:
+        if _NESTED_QUANTIFIER.search(pick):
+            raise fail("pick", "a repeated group that itself repeats, such as (a+)+, is refused")
+        try:
+            pick_pattern(pick)
+        except re.error as exc:
+            raise fail("pick", f"not a valid regular expression: {exc}") from None
     return Channel(
         id=table["id"],
         name=" ".join(table["name"].split()),
@@ -159,6 +188,8 @@ def _parse_one(table: Any, number: int, source: str) -> Channel:
         logo=table.get("logo", "").strip(),
         description=table.get("description", "").strip(),
         enabled=table.get("enabled", True),
+        pick=pick,
+        expand=table.get("expand", False),
     )
 
 

@@ -52,9 +52,9 @@ def _watched(request: Request) -> Channel:
 
 
 async def playlist_m3u(request: Request) -> Response:
-    links = links_for(request)
+    live, links = _live(request), links_for(request)
     lines = ["#EXTM3U"]
-    for channel in _live(request).book.enabled():
+    for channel in await live.listed(live.book.enabled()):
         attrs = {
             "tvg-id": channel.id,
             "tvg-name": channel.name,
@@ -82,7 +82,8 @@ def _attr(value: str) -> str:
 
 async def channels_api(request: Request) -> Response:
     live, links = _live(request), links_for(request)
-    described = [await live.describe(channel, links, resolve=False) for channel in live.book.all()]
+    channels = await live.listed(live.book.all())
+    described = [await live.describe(channel, links, resolve=False) for channel in channels]
     return JSONResponse({"channels": described}, headers=_NO_STORE)
 
 
@@ -150,7 +151,8 @@ async def media_relay(request: Request) -> Response:
 async def channels_page(request: Request) -> Response:
     live, links = _live(request), links_for(request)
     rows: list[dict[str, Any]] = [
-        await live.describe(channel, links, resolve=False) for channel in live.book.all()
+        await live.describe(channel, links, resolve=False)
+        for channel in await live.listed(live.book.all())
     ]
     m3u = links.url("/playlist.m3u")
     return services(request).templates.render(

@@ -17,6 +17,10 @@ While a channel has viewers, a watcher task re-resolves it before its cached
 resolution runs out (at `REFRESH_AT` of its TTL), so players never meet an expired
 URL; the watcher ends once the channel has had no viewer for the viewer window, and
 all watchers are cancelled on `close()`.
+
+A channel with `expand = true` stands for its current lives (`streams.py`): `listed()`
+gives each as a virtual channel with a derived id (from the cached listing, never
+waiting on yt-dlp), and `channel(id)` finds a derived id, so it plays like any other.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from .program import ProgramClock, ended_program, program_master
 from .relay import LiveRelay, media_payload
 from .resolver import NOT_LIVE_CODES, Resolution, Resolver
 from .slate import Slates, SlateText
+from .streams import Listings, parent_id
 from .viewers import Viewers
 
 if TYPE_CHECKING:
@@ -67,6 +72,7 @@ class LiveService:
         # Channels last seen upcoming: re-checked on their schedule, watched or not.
         self._upcoming: set[str] = set()
         self._rechecker: asyncio.Task[None] | None = None
+        self.listings = Listings(services)
 
     async def start(self) -> None:
         self.book.load()
@@ -77,6 +83,7 @@ class LiveService:
             self._rechecker.cancel()
             await asyncio.gather(self._rechecker, return_exceptions=True)
         await self.slates.close()
+        await self.listings.close()
         watchers = list(self._watchers.values())
         for task in watchers:
             task.cancel()
@@ -86,10 +93,37 @@ class LiveService:
         self.viewers.forget()
 
     def channel(self, channel_id: str) -> Channel:
-        found = self.book.get(channel_id)
+        found = self._lookup(channel_id)
+        if found is not None:
+            return found
+        parent = self._lookup(parent_id(channel_id) or "")
+        if parent is not None and parent.expand and not self.listings.listed(parent):
+            raise ServiceUnavailable(
+                "The channel's lives are being listed; try again shortly",
+                code="channel_unavailable",
+                retry_after=2,
+            )
+        raise NotFound(f"There is no channel {channel_id!r}", code="channel_not_found")
+
+    def _lookup(self, channel_id: str) -> Channel | None:
+        """An enabled channel of the file, or a current live of an expanded one."""
+        parent = parent_id(channel_id)
+        found = self.book.get(parent or channel_id)
         if found is None or not found.enabled:
-            raise NotFound(f"There is no channel {channel_id!r}", code="channel_not_found")
-        return found
+            return None
+        if parent is None:
+            return found
+        return self.listings.find(channel_id, found) if found.expand else None
+
+    async def listed(self, channels: list[Channel]) -> list[Channel]:
+        """`channels` with each expanded one replaced by its current lives, as cached
+        (the channel itself while none is known or none is on)."""
+        out: list[Channel] = []
+        for channel in channels:
+            expand = channel.expand and channel.enabled
+            lives = await self.listings.expanded(channel) if expand else None
+            out.extend(lives or [channel])
+        return out
 
     def watch(self, channel: Channel, client: str) -> None:
         """Count `client` as a viewer (or refuse it) and keep the channel refreshed."""
@@ -162,8 +196,8 @@ class LiveService:
         while True:
             await asyncio.sleep(_UPCOMING_LOOK)
             for channel_id in list(self._upcoming):
-                channel = self.book.get(channel_id)
-                if channel is None or not channel.enabled:
+                channel = self._lookup(channel_id)
+                if channel is None:
                     self._upcoming.discard(channel_id)
                     continue
                 if await self.resolver.peek_failure(channel) is not None:
@@ -251,8 +285,8 @@ class LiveService:
     async def _watch(self, channel_id: str) -> None:
         try:
             while self.viewers.count(channel_id) > 0:
-                channel = self.book.get(channel_id)
-                if channel is None or not channel.enabled:
+                channel = self._lookup(channel_id)
+                if channel is None:
                     return
                 delay = await self._refresh_if_due(channel)
                 await asyncio.sleep(delay)
