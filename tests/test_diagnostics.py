@@ -249,7 +249,8 @@ def test_diagnostics_shows_each_channels_last_resolution(app_server, settings, t
         encoding="utf-8",
     )
     server = app_server(settings, channels_file=channels)
-    assert httpx.get(server.url("/live/gone.m3u8"), timeout=60).status_code >= 500
+    # /api/stream resolves and reports (the player URL would answer the slate).
+    assert httpx.get(server.url("/api/stream/gone"), timeout=60).status_code >= 500
     body = httpx.get(server.url("/api/diagnostics")).json()
     rows = {row["id"]: row for row in body["channels"]}
     assert rows["gone"]["status"] in {"error", "offline"}
