@@ -104,7 +104,7 @@ async def invalidate_api(request: Request) -> Response:
 
 async def channel_master(request: Request) -> Response:
     channel = _watched(request)
-    body = await _live(request).master_playlist(channel, links_for(request))
+    body = await _live(request).master_or_program(channel, links_for(request))
     return _playlist_response(request, body)
 
 
