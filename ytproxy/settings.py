@@ -79,11 +79,11 @@ class Settings:
     segment_max_bytes: int = 32 * 1024**2
     # yt-dlp's `extractor_args` (e.g. the YouTube player-client order), merged under
     # the PO-token provider's own entry.
-    ytdlp_extractor_args: dict[str, dict[str, list[str]]] = dataclasses.field(
-        default_factory=dict
-    )
+    ytdlp_extractor_args: dict[str, dict[str, list[str]]] = dataclasses.field(default_factory=dict)
     # A looping still ("starts at 20:00", "ended") on a channel that is not live.
     live_slate: bool = True
+    # Live variants taller than this are never offered nor fetched (None: no cap).
+    live_max_height: int | None = None
     log_level: str = "INFO"
     log_format: str = "text"
 
@@ -140,9 +140,7 @@ class Settings:
             max_downloads_per_client=reader.get(
                 "MAX_DOWNLOADS_PER_CLIENT", _int_range(1, 10000), 3
             ),
-            download_idle_timeout=reader.get(
-                "DOWNLOAD_IDLE_TIMEOUT", _float_range(1, 3600), 60.0
-            ),
+            download_idle_timeout=reader.get("DOWNLOAD_IDLE_TIMEOUT", _float_range(1, 3600), 60.0),
             max_header_bytes=reader.get(
                 "MAX_HEADER_BYTES", _size_range(4 * 1024, 1024**2), 32 * 1024
             ),
@@ -154,6 +152,7 @@ class Settings:
             ),
             ytdlp_extractor_args=reader.get("YTDLP_EXTRACTOR_ARGS", _extractor_args, {}),
             live_slate=reader.get("LIVE_SLATE", _bool, True),
+            live_max_height=reader.get("LIVE_MAX_HEIGHT", _int_range(90, 4320), None),
             log_level=reader.get("LOG_LEVEL", _choice(LOG_LEVELS, upper=True), "INFO"),
             log_format=reader.get("LOG_FORMAT", _choice(LOG_FORMATS), "text"),
         )

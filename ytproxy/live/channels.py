@@ -1,14 +1,16 @@
 """The channels file: `channels.toml` loaded, validated, and reloaded when it changes.
 
 `load_channels(path)` reads `[[channel]]` tables (`id`, `name`, `url`, optional `group`,
-`logo`, `description`, `enabled`, and for channels running several lives at once `pick`
-and `expand`: see `streams.py`) and raises `ChannelsError`, one line naming the file
-and the problem, on the first one: the file missing, unreadable, not a regular file,
-not UTF-8 or not TOML; or, naming the channel and the field, a missing or mistyped
-field, an unknown field (a typo such as `enable` would otherwise be silently ignored), a
-duplicate `id`, an `id` that is not a URL slug, a URL that is not http(s), a control
-character in a text field, or a `pick` that is too long or not a usable regex. Every
-failure is a `ChannelsError`, so callers need catch nothing else.
+`logo`, `description`, `enabled`, `number` (the channel number players show),
+`max_height` (a quality cap), `audio_only` / `radio` (audio entries), and for channels
+running several lives at once `pick` and `expand`: see `streams.py`) and raises
+`ChannelsError`, one line naming the file and the problem, on the first one: the file
+missing, unreadable, not a regular file, not UTF-8 or not TOML; or, naming the channel
+and the field, a missing or mistyped field, an unknown field (a typo such as `enable`
+would otherwise be silently ignored), a duplicate `id`, an `id` that is not a URL slug,
+a URL that is not http(s), a control character in a text field, or a `pick` that is too
+long or not a usable regex. Every failure is a `ChannelsError`, so callers need catch
+nothing else.
 
 `ChannelBook` holds the current list. It looks at the file's modification time at most
 once a second and reloads when it changed: an edit takes effect without a restart. Any
@@ -43,7 +45,21 @@ ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 # C0 and C1 controls other than tab and line breaks, which are whitespace to collapse.
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f-\x84\x86-\x9f]")
 _URL_FORBIDDEN = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
-_FIELDS = {"id", "name", "url", "group", "logo", "description", "enabled", "pick", "expand"}
+_FIELDS = {
+    "id",
+    "name",
+    "url",
+    "group",
+    "logo",
+    "description",
+    "enabled",
+    "pick",
+    "expand",
+    "number",
+    "max_height",
+    "audio_only",
+    "radio",
+}
 # `pick` is matched against titles YouTube controls: a short pattern, without a
 # quantified group that itself repeats (`(a+)+`), cannot backtrack for long.
 PICK_MAX_LENGTH = 100
@@ -73,6 +89,14 @@ class Channel:
     pick: str = ""
     # Each current live of the channel's `/streams` tab is its own channel (streams.py).
     expand: bool = False
+    # The channel number players show (`tvg-chno`); None: its place in the file.
+    number: int | None = None
+    # Variants taller than this are never offered nor fetched (LIVE_MAX_HEIGHT too).
+    max_height: int | None = None
+    # The channel is a radio station: its M3U entry is the audio alone.
+    audio_only: bool = False
+    # A second M3U entry plays the channel's audio alone (`radio="true"`).
+    radio: bool = False
 
 
 def pick_pattern(pick: str) -> re.Pattern[str] | None:
@@ -167,9 +191,15 @@ def _parse_one(table: Any, number: int, source: str) -> Channel:
         raise fail("url", "must be an http(s) URL with a host")
     if table.get("logo") and not _is_http_url(table["logo"]):
         raise fail("logo", "must be an http(s) URL with a host")
-    for field in ("enabled", "expand"):
+    for field in ("enabled", "expand", "audio_only", "radio"):
         if field in table and not isinstance(table[field], bool):
             raise fail(field, "must be true or false")
+    for field, low, high in (("number", 1, 99999), ("max_height", 90, 4320)):
+        value = table.get(field)
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high
+        ):
+            raise fail(field, f"must be a whole number from {low} to {high}")
     pick = table.get("pick", "").strip()
     if len(pick) > PICK_MAX_LENGTH:
         raise fail("pick", f"must be at most {PICK_MAX_LENGTH} characters")
@@ -190,6 +220,10 @@ def _parse_one(table: Any, number: int, source: str) -> Channel:
         enabled=table.get("enabled", True),
         pick=pick,
         expand=table.get("expand", False),
+        number=table.get("number"),
+        max_height=table.get("max_height"),
+        audio_only=table.get("audio_only", False),
+        radio=table.get("radio", False),
     )
 
 

@@ -54,9 +54,10 @@ def _watched(request: Request) -> Channel:
 async def playlist_m3u(request: Request) -> Response:
     live, links = _live(request), links_for(request)
     lines = ["#EXTM3U"]
-    for channel in await live.listed(live.book.enabled()):
+    for number, channel in await live.lineup(live.book.enabled()):
         attrs = {
             "tvg-id": channel.id,
+            "tvg-chno": str(number),
             "tvg-name": channel.name,
             "tvg-logo": links.url(image_path(links.signer, channel.logo)) if channel.logo else "",
             "group-title": channel.group,
@@ -80,10 +81,18 @@ def _attr(value: str) -> str:
     return " ".join(value.replace('"', "'").replace(",", "\u201a").split())
 
 
+async def _numbers(live: LiveService) -> dict[str, int]:
+    """Channel numbers as the M3U gives them (disabled channels have none)."""
+    return {channel.id: number for number, channel in await live.lineup(live.book.enabled())}
+
+
 async def channels_api(request: Request) -> Response:
     live, links = _live(request), links_for(request)
-    channels = await live.listed(live.book.all())
-    described = [await live.describe(channel, links, resolve=False) for channel in channels]
+    numbers = await _numbers(live)
+    described = [
+        await live.describe(channel, links, resolve=False, number=numbers.get(channel.id))
+        for channel in await live.listed(live.book.all())
+    ]
     return JSONResponse({"channels": described}, headers=_NO_STORE)
 
 
@@ -150,8 +159,9 @@ async def media_relay(request: Request) -> Response:
 
 async def channels_page(request: Request) -> Response:
     live, links = _live(request), links_for(request)
+    numbers = await _numbers(live)
     rows: list[dict[str, Any]] = [
-        await live.describe(channel, links, resolve=False)
+        await live.describe(channel, links, resolve=False, number=numbers.get(channel.id))
         for channel in await live.listed(live.book.all())
     ]
     m3u = links.url("/playlist.m3u")

@@ -171,6 +171,19 @@ def rewrite(
     return "\n".join(out) + "\n"
 
 
+def without(text: str, base_url: str, dropped: Callable[[Uri], bool]) -> str:
+    """The playlist without the URIs `dropped` says so of, each with its tag line (a
+    variant's `#EXT-X-STREAM-INF` goes with the URI line after it)."""
+    out: list[str] = []
+    for line, uri, _ in _walk(text, base_url, None):
+        if uri is not None and dropped(uri):
+            if uri.tag == "EXT-X-STREAM-INF" and out and out[-1].startswith("#EXT-X-STREAM-INF"):
+                out.pop()
+            continue
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
 def uris(text: str, base_url: str, *, imported: Mapping[str, str] | None = None) -> list[Uri]:
     return [uri for _, uri, _ in _walk(text, base_url, imported) if uri is not None]
 

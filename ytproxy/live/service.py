@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import NotFound, ServiceUnavailable, YtproxyError
 from ..images import image_path
-from . import playlist
+from . import playlist, quality
 from .channels import Channel, ChannelBook
 from .fanout import Fetch
 from .links import MEDIA_TOKEN_TTL, Links
@@ -125,6 +125,21 @@ class LiveService:
             out.extend(lives or [channel])
         return out
 
+    async def lineup(self, channels: list[Channel]) -> list[tuple[int, Channel]]:
+        """`listed(channels)` with their channel numbers (`tvg-chno`): a channel's own
+        `number`, else the one after the previous channel's; never the same twice."""
+        numbered: list[tuple[int, Channel]] = []
+        used: set[int] = set()
+        last = 0
+        for channel in await self.listed(channels):
+            number = channel.number if channel.number and channel.number not in used else last + 1
+            while number in used:
+                number += 1
+            used.add(number)
+            last = number
+            numbered.append((number, channel))
+        return numbered
+
     def watch(self, channel: Channel, client: str) -> None:
         """Count `client` as a viewer (or refuse it) and keep the channel refreshed."""
         self.viewers.touch(channel.id, client)
@@ -144,7 +159,12 @@ class LiveService:
                 return links.variant(channel.id, key, resolution.bandwidths.get(key, 0))
             return links.media(channel.id, media_payload(resolution, "", uri), uri.url)
 
-        return playlist.rewrite(resolution.master, resolution.base_url, replace)
+        master = quality.capped_master(resolution.master, resolution.base_url, self.cap(channel))
+        return playlist.rewrite(master, resolution.base_url, replace)
+
+    def cap(self, channel: Channel) -> int | None:
+        """The channel's quality cap (`max_height`, `LIVE_MAX_HEIGHT`): see quality.py."""
+        return quality.cap_for(self._services.settings.live_max_height, channel)
 
     async def master_or_program(self, channel: Channel, links: Links) -> str:
         """The channel's master; while it is not live, the program's (the slate), when
@@ -170,7 +190,8 @@ class LiveService:
         self._upcoming.discard(channel.id)
         if playlist.has_audio_renditions(resolution.master, resolution.base_url):
             return ended_program()  # demuxed: one media playlist cannot carry it
-        key = max(resolution.variants, key=lambda k: resolution.bandwidths.get(k, 0))
+        offered = quality.offered_keys(resolution, self.cap(channel))
+        key = max(offered, key=lambda k: resolution.bandwidths.get(k, 0))
         payload = {"v": key, "b": resolution.bandwidths.get(key, 0)}
         text = await self.media_playlist(channel, payload, links)
         return clock.live_playlist(text, resolution.stream_id)
@@ -212,9 +233,16 @@ class LiveService:
                         self._upcoming.discard(channel_id)
 
     async def media_playlist(self, channel: Channel, payload: dict[str, Any], links: Links) -> str:
-        current = await self.relay.media_playlist(
-            channel, str(payload.get("v", "")), int(payload.get("b", 0))
-        )
+        key, bandwidth = str(payload.get("v", "")), int(payload.get("b", 0))
+        cap = self.cap(channel)
+        if cap is not None:
+            # A link made before the cap (or for a variant gone since) never fetches
+            # a variant over it: the nearest offered one is served instead.
+            resolution = await self.resolver.current(channel)
+            offered = quality.offered_keys(resolution, cap)
+            if key not in offered and offered:
+                key = min(offered, key=lambda k: abs(resolution.bandwidths.get(k, 0) - bandwidth))
+        current = await self.relay.media_playlist(channel, key, bandwidth)
         rendered = current.rendered.get(links.base_url)
         if rendered is None:
 
@@ -245,7 +273,9 @@ class LiveService:
         self.relay.forget(channel.id)
         log.info("channel %s: cached resolution dropped", channel.id)
 
-    async def describe(self, channel: Channel, links: Links, *, resolve: bool) -> dict[str, Any]:
+    async def describe(
+        self, channel: Channel, links: Links, *, resolve: bool, number: int | None = None
+    ) -> dict[str, Any]:
         """A channel as the API and the channels page show it."""
         if resolve:
             resolution: Resolution | None = await self.resolver.current(channel)
@@ -262,6 +292,7 @@ class LiveService:
             status = "unknown"
         described: dict[str, Any] = {
             "id": channel.id,
+            "number": number,
             "name": channel.name,
             "group": channel.group,
             "logo": channel.logo,
@@ -274,6 +305,7 @@ class LiveService:
             "starts_at": _iso(failure.get("starts_at")) if failure else None,
             "checked_at": _iso(failure.get("checked_at")) if failure else None,
             "viewers": self.viewers.count(channel.id),
+            "max_height": self.cap(channel),
             "fetched_at": _iso(resolution.fetched_at) if resolution else None,
             "expires_at": _iso(resolution.expires_at) if resolution else None,
             "cached_until": _iso(resolution.fetched_at + resolution.ttl) if resolution else None,
