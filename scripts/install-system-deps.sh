@@ -2,14 +2,15 @@
 # Install the Debian packages ytproxy needs, when they are missing.
 #   run:  ffmpeg (merged video+audio downloads, the live slates) and a Chinese font
 #         (fonts-wqy-microhei, the smallest) for the slate of a channel that is not live
-#   test: the same, and redis-server, chromium (browser tests), prometheus (promtool);
+#   test: the same, and redis-server, chromium (browser tests), prometheus (promtool),
+#         VLC (cvlc, vlc-plugin-base for HLS: the player tests);
 #         the font also makes the browser tests and screenshots render the zh pages
 # As root it uses apt-get; otherwise it says what to install and, for `run`, goes on.
 set -euo pipefail
 mode=${1:-run}
 declare -A wanted=([ffmpeg]=ffmpeg [ffprobe]=ffmpeg)
 if [[ $mode == test ]]; then
-  wanted+=([redis-server]=redis-server [chromium]=chromium [promtool]=prometheus)
+  wanted+=([redis-server]=redis-server [chromium]=chromium [promtool]=prometheus [cvlc]=vlc-bin)
 fi
 missing=()
 for cmd in "${!wanted[@]}"; do
@@ -18,6 +19,10 @@ done
 if command -v dpkg-query >/dev/null 2>&1; then
   dpkg-query -W -f='${Status}' fonts-wqy-microhei 2>/dev/null | grep -q "ok installed" \
     || missing+=(fonts-wqy-microhei)
+  if [[ $mode == test ]]; then
+    dpkg-query -W -f='${Status}' vlc-plugin-base 2>/dev/null | grep -q "ok installed" \
+      || missing+=(vlc-plugin-base)
+  fi
 fi
 [[ ${#missing[@]} -eq 0 ]] && exit 0
 packages=$(printf '%s\n' "${missing[@]}" | sort -u | tr '\n' ' ')
