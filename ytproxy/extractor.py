@@ -47,6 +47,10 @@ Lane = Literal["live", "analyse"]
 EventCallback = Callable[[str], None]
 
 YTDLP_VERSION: str = yt_dlp.version.__version__
+# The info dict's key for the warnings yt-dlp gave during its extraction (cleaned
+# messages, in order; `analyse/degraded.py` reads them).
+WARNINGS_KEY = "_ytproxy_warnings"
+_MAX_WARNINGS = 50
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _PREFIX = re.compile(r"^(ERROR:\s*)?(\[[\w:.-]+\]\s*)?([\w-]{1,64}:\s)?")
@@ -122,11 +126,17 @@ class _Cancelled(Exception):
 
 
 class _Logger:
-    """yt-dlp's `logger` param: its messages go to our log and to the caller's callback."""
+    """yt-dlp's `logger` param: its messages go to our log and to the caller's callback;
+    its warnings (and the non-fatal errors its PO-token framework reports) are kept."""
 
     def __init__(self, on_event: EventCallback | None, cancelled: threading.Event) -> None:
         self._on_event = on_event
         self._cancelled = cancelled
+        self.warnings: list[str] = []
+
+    def _keep(self, message: str) -> None:
+        if len(self.warnings) < _MAX_WARNINGS:
+            self.warnings.append(message)
 
     def _check(self) -> None:
         if self._cancelled.is_set():
@@ -144,9 +154,11 @@ class _Logger:
     def warning(self, message: str) -> None:
         self._check()
         log.info("yt-dlp warning: %s", _clean(message))
+        self._keep(_clean(message))
 
     def error(self, message: str) -> None:
         log.debug("yt-dlp error: %s", _clean(message))
+        self._keep(_clean(message))
 
 
 class Extractor:
@@ -326,7 +338,12 @@ def _run_ytdlp(
                     raise ExtractionError(
                         _HUMAN["playlist_not_supported"], code="playlist_not_supported"
                     )
-                return ydl.sanitize_info(info)  # type: ignore[no-any-return]
+                sanitized: dict[str, Any] = ydl.sanitize_info(info)
+                logger = params.get("logger")
+                sanitized[WARNINGS_KEY] = (
+                    list(logger.warnings) if isinstance(logger, _Logger) else []
+                )
+                return sanitized
         except _Cancelled:
             raise ExtractionError(_HUMAN["upstream_timeout"], code="upstream_timeout") from None
         except YoutubeDLError as exc:

@@ -2,7 +2,8 @@
 
 An analysis stores two things under the hash of the normalised URL: the public
 result (what clients see, `ytproxy.analyse`) and, here, the *sources*: for each
-format its upstream URL, headers, protocol and size. Sources never leave the server;
+format its upstream URL, headers, protocol and size, and for each subtitle track the
+WebVTT URL it is served from (`captions.track_sources`). Sources never leave the server;
 the download relay reads them to fetch bytes, and calls `load_sources(...,
 newer_than=...)` when the upstream says the URLs expired, which re-extracts once
 (single-flight) for everybody downloading that video.
@@ -16,6 +17,8 @@ import hashlib
 import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from .captions import track_sources
 
 if TYPE_CHECKING:
     from .services import Services
@@ -75,6 +78,7 @@ def strip_info(info: dict[str, Any]) -> dict[str, Any]:
         "duration": info.get("duration"),
         "is_live": bool(info.get("is_live")),
         "formats": formats,
+        "subtitles": track_sources(info),
         "fetched_at": time.time(),
     }
 

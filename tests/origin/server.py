@@ -19,6 +19,8 @@ Routes (`S` = signed: `?expire=<unix s>&sig=<hmac>`; expired, forged or revoked 
   `/dash/file/{itag}?expire&sig` (`GET|HEAD`, Range like the MP4).
 - YouTube-style lives (`origin.youtube`, `googlevideo.py`): a player API, `/watch?v=`,
   `/@{handle}/live|streams` and path-signed googlevideo manifests and segments.
+- Subtitled videos (`origin.subtitles`, `subtitles.py`): a page with a WebVTT `<track>`
+  and an HLS VOD with a WebVTT subtitles rendition, under `/subs/`.
 
 The DASH signature lives in the BaseURL's query string: yt-dlp uses an absolute BaseURL
 verbatim as the format URL for single-file representations, query included (only
@@ -56,6 +58,7 @@ from tests.origin.controls import (
 from tests.origin.googlevideo import YouTube
 from tests.origin.media import HlsVariant, Media
 from tests.origin.responses import PLAN, send_bytes, send_file
+from tests.origin.subtitles import SubtitledVideos
 
 _PREROLL = manifests.WINDOW_SEGMENTS * 2.0
 _M3U8 = "application/vnd.apple.mpegurl"
@@ -80,6 +83,7 @@ class Origin:
         self._runner: web.AppRunner | None = None
         self._port = 0
         self.youtube = YouTube(media, lambda: self.base_url, clock)
+        self.subtitles = SubtitledVideos(media, lambda: self.base_url)
 
     def start(self) -> None:
         if self._thread is not None:
@@ -123,6 +127,7 @@ class Origin:
                 web.get("/dash/manifest.mpd", self._dash_manifest, name="dash_manifest"),
                 web.get("/dash/file/{rep_id}", self._dash_file, name="dash_file"),
                 *self.youtube.routes(),
+                *self.subtitles.routes(),
             ]
         )
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)

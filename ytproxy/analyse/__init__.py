@@ -9,6 +9,8 @@ muxed / video only / audio only, with download links.
 - `tasks.py`: one task's state, progress and cache record;
 - `runner.py`: the registry, semaphore, bounded queue, timeouts, joining, shutdown;
 - `formats.py`: yt-dlp's info dict → the public result and its recommendations;
+- `degraded.py`: the result's `warnings` when YouTube answered with less (PO token,
+  SABR, JS challenges, only format 18, `available_at`);
 - `endpoints.py`: the two HTTP endpoints (JSON for curl, fragments for HTMX).
 
 Playlists and channel pages are refused with `playlist_not_supported` (the extractor

@@ -33,7 +33,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Message
 
-from ..download.links import download_path
+from ..captions import KINDS
+from ..download.links import download_path, subtitle_path
 from ..errors import BadRequest, NotFound, PayloadTooLarge, TooManyRequests
 from ..images import image_path
 from ..services import Services, services
@@ -107,7 +108,8 @@ async def read_url(request: Request) -> object:
 
 def with_links(svc: Services, url: str, result: dict[str, Any]) -> dict[str, Any]:
     """A copy of `result` with a fresh `download_url` on every format and suggestion,
-    and `thumbnail_url`, the thumbnail through the gateway."""
+    `vtt_url` and `srt_url` on every downloadable subtitle track, and `thumbnail_url`,
+    the thumbnail through the gateway."""
     served = copy.deepcopy(result)
     served["thumbnail_url"] = (
         image_path(svc.signer, str(result["thumbnail"])) if result.get("thumbnail") else None
@@ -133,6 +135,19 @@ def with_links(svc: Services, url: str, result: dict[str, Any]) -> dict[str, Any
                 title=title,
                 ext=str(choice["ext"] or "mp4"),
             )
+    for kind in KINDS:
+        for track in served.get(kind) or []:
+            if track.get("downloadable"):
+                for ext in ("vtt", "srt"):
+                    track[f"{ext}_url"] = subtitle_path(
+                        signer,
+                        ttl,
+                        source_url=url,
+                        kind=kind,
+                        code=str(track["code"]),
+                        title=title,
+                        ext=ext,
+                    )
     return served
 
 

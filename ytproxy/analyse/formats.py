@@ -19,6 +19,9 @@ extractor's guesses (`unknown_video`: any response it could not place) are dropp
 (H.264, HEVC or AV1 video with AAC audio: what phones, TVs and QuickTime play), and
 the best-quality pair overall (which may need WebM or Matroska, e.g. VP9 + Opus).
 
+`subtitles` and `automatic_captions` list the tracks by language, and `warnings` says
+what YouTube withheld (a degraded answer), `[{"code", "message"}]`.
+
 This module is pure: no I/O, no download links (those are made when a result is
 served, so they carry their full lifetime) and no upstream URLs (`sources.py` keeps
 those private).
@@ -26,9 +29,12 @@ those private).
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
+from ..captions import list_tracks
 from ..codecs import audio_family, video_family
+from .degraded import warnings_for
 
 DESCRIPTION_LIMIT = 500
 
@@ -69,8 +75,10 @@ _WEBM_VIDEO = frozenset({"VP9", "VP8", "AV1"})
 _WEBM_AUDIO = frozenset({"Opus", "Vorbis"})
 
 
-def build_result(info: dict[str, Any]) -> dict[str, Any]:
-    """The public result of an analysis (JSON-ready, without download links)."""
+def build_result(info: dict[str, Any], now: float | None = None) -> dict[str, Any]:
+    """The public result of an analysis (JSON-ready, without download links), with its
+    subtitle tracks (`captions.py`) and the warnings of a degraded answer (`degraded.py`,
+    judged at `now`, default the current time)."""
     duration = _number(info.get("duration"))
     groups: dict[str, list[dict[str, Any]]] = {"muxed": [], "video_only": [], "audio_only": []}
     for raw in info.get("formats") or []:
@@ -98,6 +106,8 @@ def build_result(info: dict[str, Any]) -> dict[str, Any]:
         "description": short_description(info.get("description")),
         "formats": groups,
         "recommended": recommend(groups),
+        **list_tracks(info),
+        "warnings": warnings_for(info, time.time() if now is None else now),
     }
 
 

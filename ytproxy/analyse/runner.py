@@ -278,7 +278,13 @@ class TaskRunner:
             on_event=on_event,
             # A playlist comes back unresolved, to be refused at once (not after
             # extracting every entry only to reject the whole).
-            options={"extract_flat": "in_playlist"},
+            # Asking for subtitles (never downloaded here) makes yt-dlp warn when a
+            # missing PO token costs subtitle languages (analyse/degraded.py).
+            options={
+                "extract_flat": "in_playlist",
+                "writesubtitles": True,
+                "writeautomaticsub": True,
+            },
         )
         task.classifying()
         await self._save(task, force=True)

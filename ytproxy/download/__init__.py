@@ -6,6 +6,7 @@
     relay.py       one file in ranged pieces, resuming and re-extracting as needed
     fragments.py   HLS/DASH fragments relayed as one stream
     merge.py       video + audio muxed by ffmpeg on a pipe
+    subtitles.py   a subtitle track as WebVTT or SRT (HLS renditions joined)
     upstream.py    a format's upstream URL, its requests and its renewal
     transfers.py   the registry of active downloads and its limit
     headers.py     Range, Content-Range, Content-Disposition, Content-Type
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route
 
-from . import endpoints
+from . import endpoints, subtitles
 
 
 def routes() -> list[BaseRoute]:
@@ -28,6 +29,12 @@ def routes() -> list[BaseRoute]:
             endpoints.download_part,
             methods=["GET", "HEAD"],
             name="download_part",
+        ),
+        Route(
+            "/v1/download/subtitle/{token}",
+            subtitles.subtitle,
+            methods=["GET", "HEAD"],
+            name="download_subtitle",
         ),
         Route("/v1/download/{token}", endpoints.download, methods=["GET", "HEAD"], name="download"),
         Route("/v1/transfers", endpoints.transfers, methods=["GET"], name="transfers"),

@@ -9,6 +9,10 @@ with it, so every response carries links with their full lifetime.
 (`/v1/download/part/<token>`); they name the merge's transfer and are only served
 while that transfer runs.
 
+`subtitle_path(...)` makes a subtitle track's link (`/v1/download/subtitle/<token>`),
+naming the video's URL, the kind (`subtitles` or `automatic_captions`), the language
+code and the format to deliver (`vtt` or `srt`).
+
 This module only makes and reads links; `relay.py` and `merge.py` serve them.
 """
 
@@ -21,6 +25,7 @@ from ..signing import Signer
 PURPOSE = "download"
 # Inputs of a merge, read by ffmpeg through this gateway; useless without the merge.
 PART_PURPOSE = "download-part"
+SUBTITLE_PURPOSE = "download-subtitle"
 
 
 def download_path(
@@ -50,3 +55,15 @@ def part_path(signer: Signer, ttl: float, *, source_url: str, format_id: str, tr
 def read_part(signer: Signer, token: str) -> dict[str, Any]:
     """`{"u", "f", "m"}` of a valid part token; raises Forbidden otherwise."""
     return signer.open(PART_PURPOSE, token)
+
+
+def subtitle_path(
+    signer: Signer, ttl: float, *, source_url: str, kind: str, code: str, title: str, ext: str
+) -> str:
+    payload = {"u": source_url, "k": kind, "l": code, "t": title[:200], "x": ext}
+    return f"/v1/download/subtitle/{signer.seal(SUBTITLE_PURPOSE, payload, ttl)}"
+
+
+def read_subtitle(signer: Signer, token: str) -> dict[str, Any]:
+    """`{"u", "k", "l", "t", "x"}` of a valid subtitle token; raises Forbidden otherwise."""
+    return signer.open(SUBTITLE_PURPOSE, token)
