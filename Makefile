@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: run test test-fast lint format bench screenshots vendor install install-test clean
+.PHONY: run test test-fast image-test demo lint format bench screenshots vendor install install-test clean
 
 run: install
 	bash scripts/install-system-deps.sh run
@@ -20,6 +20,18 @@ test: install-test
 # Everything but the minute-long live soak and the browser tests.
 test-fast: install-test
 	$(BIN)/python -m pytest -m "not slow and not browser" $(PYTEST_ARGS)
+
+# Builds the Dockerfile with buildah on a stand-in python:3.11-slim made from Debian
+# packages, starts it as its non-root user and checks /health and the HEALTHCHECK (root;
+# see scripts/image-test.sh and DEPLOYMENT.md). CI runs it after `make test`.
+image-test:
+	bash scripts/image-test.sh
+
+# The gateway with the test suite's local origin and demo channels: everything works
+# offline (see scripts/demo.py).
+demo: install
+	bash scripts/install-system-deps.sh run
+	$(BIN)/python scripts/demo.py
 
 lint: install-test
 	$(BIN)/ruff check .
