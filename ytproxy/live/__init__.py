@@ -6,6 +6,7 @@
 - `links`: the gateway's stable and signed live URLs;
 - `upstream`, `relay`, `fanout`: fetching playlists and segments once for every viewer;
 - `viewers`: who is watching, and the viewer limit;
+- `radio`: a channel's audio alone (radio entries), `remux`: per-segment ffmpeg;
 - `service`: the component the app holds; `endpoints`: the HTTP side.
 """
 
@@ -30,10 +31,12 @@ def routes() -> list[BaseRoute]:
         ),
         Route("/live/{channel_id}.m3u8", endpoints.channel_master, name="live_master"),
         Route("/live/{channel_id}/p/{token}.m3u8", endpoints.media_playlist, name="live_variant"),
+        Route("/live/{channel_id}/audio.m3u8", endpoints.audio_playlist, name="live_audio"),
         Route("/live/{channel_id}/program.m3u8", endpoints.program_playlist, name="live_program"),
         Route(
             "/live/{channel_id}/slate/{sequence:int}.ts", endpoints.slate_segment, name="live_slate"
         ),
         Route("/live/{channel_id}/s/{token}.{ext}", endpoints.media_relay, name="live_media"),
+        Route("/live/{channel_id}/a/{token}.ts", endpoints.audio_relay, name="live_audio_segment"),
         Route("/channels", endpoints.channels_page, name="channels"),
     ]

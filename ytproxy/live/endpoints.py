@@ -62,14 +62,27 @@ async def playlist_m3u(request: Request) -> Response:
             "tvg-logo": links.url(image_path(links.signer, channel.logo)) if channel.logo else "",
             "group-title": channel.group,
         }
-        rendered = " ".join(f'{name}="{_attr(value)}"' for name, value in attrs.items())
-        lines.append(f"#EXTINF:-1 {rendered},{_attr(channel.name)}")
-        lines.append(links.master(channel.id))
+        entries = [] if channel.audio_only else [(attrs, links.master(channel.id))]
+        if channel.audio_only or channel.radio:
+            entries.append((_radio_attrs(attrs, channel), links.audio(channel.id)))
+        for entry, url in entries:
+            rendered = " ".join(f'{name}="{_attr(value)}"' for name, value in entry.items())
+            lines.append(f"#EXTINF:-1 {rendered},{_attr(entry['tvg-name'])}")
+            lines.append(url)
     return Response(
         "\n".join(lines) + "\n",
         media_type="audio/x-mpegurl",
         headers={**_NO_CACHE, "Content-Disposition": 'inline; filename="playlist.m3u"'},
     )
+
+
+def _radio_attrs(attrs: dict[str, str], channel: Channel) -> dict[str, str]:
+    """A radio entry's attributes: Kodi and TiviMate list `radio="true"` entries as radio
+    stations. It keeps the channel's `tvg-id`, so the guide's programmes apply to it too,
+    and its `tvg-chno` (Kodi numbers radio apart from TV); a second entry of a TV channel
+    is named "<name> (radio)" to tell the two apart."""
+    name = channel.name if channel.audio_only else f"{channel.name} (radio)"
+    return {**attrs, "tvg-name": name, "radio": "true"}
 
 
 def _attr(value: str) -> str:
@@ -117,6 +130,12 @@ async def channel_master(request: Request) -> Response:
     return _playlist_response(request, body)
 
 
+async def audio_playlist(request: Request) -> Response:
+    channel = _watched(request)
+    body = await _live(request).audio_playlist(channel, links_for(request))
+    return _playlist_response(request, body)
+
+
 async def program_playlist(request: Request) -> Response:
     channel = _watched(request)
     body = await _live(request).program_playlist(channel, links_for(request))
@@ -152,6 +171,20 @@ async def media_relay(request: Request) -> Response:
     fetch = svc.live.media(channel, payload)
     await fetch.ready()
     counter = svc.metrics.relayed_bytes.labels("live_" + str(payload.get("k", "segment")))
+    return FetchResponse(
+        fetch, svc.settings.chunk_size, {"Cache-Control": "private, max-age=300"}, counter.inc
+    )
+
+
+async def audio_relay(request: Request) -> Response:
+    """The audio of a muxed segment (radio entries), taken once for every listener."""
+    svc = services(request)
+    params = request.path_params
+    payload = open_media(svc.signer, params["channel_id"], params["token"])
+    channel = _watched(request)
+    fetch = svc.live.audio_segment(channel, payload)
+    await fetch.ready()
+    counter = svc.metrics.relayed_bytes.labels("live_audio")
     return FetchResponse(
         fetch, svc.settings.chunk_size, {"Cache-Control": "private, max-age=300"}, counter.inc
     )

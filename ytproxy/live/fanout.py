@@ -116,6 +116,15 @@ class Fetch:
         if self.error is not None and not self.answered:
             raise self.error
 
+    async def body(self) -> bytes:
+        """The whole body once it has arrived (so at most `max_bytes`); its error if the
+        fetch failed."""
+        while not self.done:
+            await self._changed.wait()
+        if self.error is not None:
+            raise self.error
+        return bytes(self.data)
+
     async def chunks(self, chunk_size: int) -> AsyncIterator[bytes]:
         """The body from the start, in `chunk_size` pieces, as it arrives.
 

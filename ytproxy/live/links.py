@@ -5,6 +5,8 @@ carries `?token=<ACCESS_TOKEN>` when one is set, because players fetch segments 
 no cookies or headers, and relative URIs would lose the query string.
 
 - `/live/{id}.m3u8`: stable, never expires; what the M3U lists.
+- `/live/{id}/audio.m3u8`: stable, never expires; the channel's audio alone (the M3U's
+  radio entries, `radio.py`).
 - `/live/{id}/program.m3u8`, `/live/{id}/slate/{n}.ts`: the program a player gets
   while the channel is not live (`program.py`); stable, unsigned, naming no upstream.
 - `/live/{id}/p/{token}.m3u8`: a media playlist. The token names the channel and a
@@ -15,6 +17,7 @@ no cookies or headers, and relative URIs would lose the query string.
   expires one to one and a half `MEDIA_TOKEN_TTL` later; it is deterministic, so
   instances sharing `SECRET_KEY` give a segment the same link. The extension is the
   upstream one (`ts`, `m4s`, `key`, ...) because some players choose a demuxer by it.
+- `/live/{id}/a/{token}.ts`: the audio of a muxed segment (the same token as `/s/`).
 
 This module seals and opens tokens (through `signing.Signer`); it fetches nothing.
 """
@@ -51,6 +54,10 @@ class Links:
     def master(self, channel_id: str) -> str:
         return self.url(f"/live/{channel_id}.m3u8")
 
+    def audio(self, channel_id: str) -> str:
+        """The channel's audio alone: a media playlist (radio entries)."""
+        return self.url(f"/live/{channel_id}/audio.m3u8")
+
     def program(self, channel_id: str) -> str:
         """The media playlist of a channel that is not live: the slate, then the live."""
         return self.url(f"/live/{channel_id}/program.m3u8")
@@ -66,13 +73,20 @@ class Links:
 
     def media(self, channel_id: str, payload: dict[str, Any], upstream_url: str) -> str:
         kind = str(payload.get("k", "segment"))
+        token = self._media_token(channel_id, payload)
+        return self.url(f"/live/{channel_id}/s/{token}.{media_extension(upstream_url, kind)}")
+
+    def audio_segment(self, channel_id: str, payload: dict[str, Any]) -> str:
+        """The audio of the muxed segment `payload` names, as an MPEG-TS segment."""
+        return self.url(f"/live/{channel_id}/a/{self._media_token(channel_id, payload)}.ts")
+
+    def _media_token(self, channel_id: str, payload: dict[str, Any]) -> str:
         # Deterministic, with an expiry rounded to a window: every instance sharing
         # SECRET_KEY and the resolution gives a segment the same link, so a player whose
         # playlist refreshes land on different replicas sees no change (hls.js stops on one).
         window = MEDIA_TOKEN_TTL // 2
         expires = (int(time.time()) // window + 3) * window
-        token = self.signer.seal(MEDIA_PURPOSE, {**payload, "c": channel_id}, 0, expires=expires)
-        return self.url(f"/live/{channel_id}/s/{token}.{media_extension(upstream_url, kind)}")
+        return self.signer.seal(MEDIA_PURPOSE, {**payload, "c": channel_id}, 0, expires=expires)
 
 
 def media_extension(upstream_url: str, kind: str) -> str:

@@ -160,7 +160,7 @@ class LiveRelay:
         return await self._flights.run((*slot, resolution.fetched_at), fetch)
 
     def media(self, channel: Channel, payload: dict[str, Any]) -> Fetch:
-        key = _buffer_key(payload)
+        key = buffer_key(payload)
         fetch, _ = self.buffer.get(key, lambda f: self._produce(f, channel, payload))
         return fetch
 
@@ -261,7 +261,8 @@ def media_payload(resolution: Resolution, key: str, uri: playlist.Uri) -> dict[s
     return payload
 
 
-def _buffer_key(payload: dict[str, Any]) -> str:
+def buffer_key(payload: dict[str, Any]) -> str:
+    """The segment buffer's key for what a media token names."""
     base = f"{payload['c']}|{payload.get('i', '')}|{payload.get('v', '')}"
     if payload.get("k", "segment") == "segment" and payload.get("s") is not None:
         return f"{base}|{payload['s']}"

@@ -35,6 +35,7 @@ class Remuxer:
         self._ffmpeg = ffmpeg
         self._runs = asyncio.Semaphore(max_runs)
         self._timeout = timeout
+        self.runs = 0  # ffmpeg runs started, for the tests and diagnostics
 
     async def mux(self, video: bytes, audio: bytes) -> bytes:
         """One MPEG-TS segment with the video of `video` and the audio of `audio`."""
@@ -48,6 +49,7 @@ class Remuxer:
 
     async def _run(self, inputs: list[bytes], maps: list[str], *, what: str) -> bytes:
         async with self._runs:
+            self.runs += 1
             return await asyncio.wait_for(self._ffmpeg_run(inputs, maps, what), self._timeout)
 
     async def _ffmpeg_run(self, inputs: list[bytes], maps: list[str], what: str) -> bytes:

@@ -18,6 +18,11 @@ resolution runs out (at `REFRESH_AT` of its TTL), so players never meet an expir
 URL; the watcher ends once the channel has had no viewer for the viewer window, and
 all watchers are cancelled on `close()`.
 
+Radio entries (`radio.py`): `audio_playlist` answers `/live/{id}/audio.m3u8`, the
+channel's audio alone (its audio rendition, or the audio taken from its muxed segments
+by `audio_segment`); while the channel is not live it answers the slate, as a media
+playlist that goes on with the audio once the live starts.
+
 A channel with `expand = true` stands for its current lives (`streams.py`): `listed()`
 gives each as a virtual channel with a derived id (from the cached listing, never
 waiting on yt-dlp), and `channel(id)` finds a derived id, so it plays like any other.
@@ -35,12 +40,13 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import NotFound, ServiceUnavailable, YtproxyError
 from ..images import image_path
-from . import playlist, quality
+from . import playlist, quality, radio
 from .channels import Channel, ChannelBook
 from .fanout import Fetch
 from .links import MEDIA_TOKEN_TTL, Links
 from .program import ProgramClock, ended_program, program_master
-from .relay import LiveRelay, media_payload
+from .relay import LiveRelay, MediaPlaylist, media_payload
+from .remux import Remuxer
 from .resolver import NOT_LIVE_CODES, Resolution, Resolver
 from .slate import Slates, SlateText
 from .streams import Listings, parent_id
@@ -69,6 +75,10 @@ class LiveService:
         self.segment_links = SegmentLinks()
         self.slates = Slates()
         self._programs: dict[str, ProgramClock] = {}
+        # Radio entries: ffmpeg takes the audio of muxed segments, once per segment.
+        self.remuxer = Remuxer()
+        self.audio_segments = radio.AudioSegments(self.relay, self.remuxer)
+        self._audio_programs: dict[str, ProgramClock] = {}
         # Channels last seen upcoming: re-checked on their schedule, watched or not.
         self._upcoming: set[str] = set()
         self._rechecker: asyncio.Task[None] | None = None
@@ -243,7 +253,15 @@ class LiveService:
             if key not in offered and offered:
                 key = min(offered, key=lambda k: abs(resolution.bandwidths.get(k, 0) - bandwidth))
         current = await self.relay.media_playlist(channel, key, bandwidth)
-        rendered = current.rendered.get(links.base_url)
+        return self._render(channel, current, links, audio=False)
+
+    def _render(
+        self, channel: Channel, current: MediaPlaylist, links: Links, *, audio: bool
+    ) -> str:
+        """`current` with every URI a gateway link; with `audio`, each segment's is the
+        link to its audio alone. Kept with `current`, so viewers share one rewrite."""
+        label = f"audio {links.base_url}" if audio else links.base_url
+        rendered = current.rendered.get(label)
         if rendered is None:
 
             def replace(uri: playlist.Uri) -> str:
@@ -251,19 +269,50 @@ class LiveService:
                 if payload["k"] != "segment" or uri.sequence is None:
                     return links.media(channel.id, payload, uri.url)
                 slot = (
-                    links.base_url,
+                    label,
                     channel.id,
                     str(current.resolution.stream_id),
                     current.key,
                     uri.sequence,
                 )
+                if audio:
+                    return self.segment_links.get(
+                        slot, lambda: links.audio_segment(channel.id, payload)
+                    )
                 return self.segment_links.get(
                     slot, lambda: links.media(channel.id, payload, uri.url)
                 )
 
             rendered = playlist.rewrite(current.text, current.url, replace)
-            current.rendered[links.base_url] = rendered
+            current.rendered[label] = rendered
         return rendered
+
+    async def audio_playlist(self, channel: Channel, links: Links) -> str:
+        """The channel's audio alone, as a media playlist (radio.py); while it is not
+        live, the slate (when the slate is on), going on with the audio once it is."""
+        clock = self._audio_programs.get(channel.id)
+        try:
+            resolution = await self.resolver.current(channel)
+        except ServiceUnavailable as exc:
+            if not self._services.settings.live_slate or exc.code not in NOT_LIVE_CODES:
+                raise
+            await self._note_status(channel)
+            clock = self._audio_programs.setdefault(channel.id, ProgramClock())
+            return clock.slate(lambda n: links.slate(channel.id, n))
+        key, direct = radio.audio_source(
+            resolution, quality.offered_keys(resolution, self.cap(channel))
+        )
+        bandwidth = resolution.bandwidths.get(key, 0)
+        if direct:
+            text = await self.media_playlist(channel, {"v": key, "b": bandwidth}, links)
+        else:
+            current = await self.relay.media_playlist(channel, key, bandwidth)
+            text = self._render(channel, current, links, audio=True)
+        # Renumbered only after a slate: a listener never sees the numbers go back.
+        return text if clock is None else clock.live_playlist(text, resolution.stream_id)
+
+    def audio_segment(self, channel: Channel, payload: dict[str, Any]) -> Fetch:
+        return self.audio_segments.segment(channel, payload)
 
     def media(self, channel: Channel, payload: dict[str, Any]) -> Fetch:
         return self.relay.media(channel, payload)
@@ -300,6 +349,7 @@ class LiveService:
             "description": channel.description,
             "enabled": channel.enabled,
             "url": links.master(channel.id),
+            "audio_url": links.audio(channel.id) if channel.audio_only or channel.radio else None,
             "status": status,
             "reason": failure.get("code") if failure else None,
             "starts_at": _iso(failure.get("starts_at")) if failure else None,
