@@ -31,7 +31,7 @@ image-test:
 # offline (see scripts/demo.py).
 demo: install
 	bash scripts/install-system-deps.sh run
-	$(BIN)/python scripts/demo.py
+	PYTHONPATH=.:tests/plugins ALLOW_PRIVATE_NETWORKS=true $(BIN)/python scripts/demo.py $(DEMO_ARGS)
 
 lint: install-test
 	$(BIN)/ruff check .
