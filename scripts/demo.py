@@ -98,9 +98,7 @@ class Demo:
         youtube.add_live(
             "demonews001", handle="demonews", title="Demo News", channel_name="Demo News"
         )
-        youtube.add_live(
-            "demostudio1", handle="demostudio", title="Demo Studio", flavour="demuxed"
-        )
+        youtube.add_live("demostudio1", handle="demostudio", title="Demo Studio", flavour="demuxed")
         youtube.add_live(
             "democoncert", handle="democoncert", title="Concert 演唱会", starts_in=3600
         )
@@ -136,7 +134,7 @@ class Demo:
             if not thread.is_alive() or time.monotonic() > deadline:
                 raise RuntimeError("the gateway did not start; see the log above")
             time.sleep(0.05)
-        base = f"http://{'127.0.0.1' if self._host in ('0.0.0.0', '') else self._host}:{port}"
+        base = f"http://{self._host}:{port}"
         has_guide = any(getattr(route, "path", None) == "/epg.xml" for route in app.routes)
         return DemoLinks(
             home=f"{base}/",
