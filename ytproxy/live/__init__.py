@@ -6,7 +6,8 @@
 - `links`: the gateway's stable and signed live URLs;
 - `upstream`, `relay`, `fanout`: fetching playlists and segments once for every viewer;
 - `viewers`: who is watching, and the viewer limit;
-- `radio`: a channel's audio alone (radio entries), `remux`: per-segment ffmpeg;
+- `radio`: a channel's audio alone (radio entries), `demuxed`: a demuxed live as one
+  stream, `remux`: the per-segment ffmpeg both use;
 - `service`: the component the app holds; `endpoints`: the HTTP side.
 """
 
@@ -38,5 +39,6 @@ def routes() -> list[BaseRoute]:
         ),
         Route("/live/{channel_id}/s/{token}.{ext}", endpoints.media_relay, name="live_media"),
         Route("/live/{channel_id}/a/{token}.ts", endpoints.audio_relay, name="live_audio_segment"),
+        Route("/live/{channel_id}/m/{token}.ts", endpoints.muxed_relay, name="live_muxed_segment"),
         Route("/channels", endpoints.channels_page, name="channels"),
     ]

@@ -190,6 +190,20 @@ async def audio_relay(request: Request) -> Response:
     )
 
 
+async def muxed_relay(request: Request) -> Response:
+    """A demuxed live's video segment muxed with its audio (the program behind the slate)."""
+    svc = services(request)
+    params = request.path_params
+    payload = open_media(svc.signer, params["channel_id"], params["token"])
+    channel = _watched(request)
+    fetch = svc.live.muxed_segment(channel, payload)
+    await fetch.ready()
+    counter = svc.metrics.relayed_bytes.labels("live_muxed")
+    return FetchResponse(
+        fetch, svc.settings.chunk_size, {"Cache-Control": "private, max-age=300"}, counter.inc
+    )
+
+
 async def channels_page(request: Request) -> Response:
     live, links = _live(request), links_for(request)
     numbers = await _numbers(live)

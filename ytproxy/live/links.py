@@ -18,6 +18,8 @@ no cookies or headers, and relative URIs would lose the query string.
   instances sharing `SECRET_KEY` give a segment the same link. The extension is the
   upstream one (`ts`, `m4s`, `key`, ...) because some players choose a demuxer by it.
 - `/live/{id}/a/{token}.ts`: the audio of a muxed segment (the same token as `/s/`).
+- `/live/{id}/m/{token}.ts`: a demuxed live's video segment muxed with its audio (the
+  program behind the slate, `demuxed.py`): a video segment's token naming the audio too.
 
 This module seals and opens tokens (through `signing.Signer`); it fetches nothing.
 """
@@ -79,6 +81,10 @@ class Links:
     def audio_segment(self, channel_id: str, payload: dict[str, Any]) -> str:
         """The audio of the muxed segment `payload` names, as an MPEG-TS segment."""
         return self.url(f"/live/{channel_id}/a/{self._media_token(channel_id, payload)}.ts")
+
+    def muxed_segment(self, channel_id: str, payload: dict[str, Any]) -> str:
+        """The video segment `payload` names muxed with its audio (`payload["a"]`)."""
+        return self.url(f"/live/{channel_id}/m/{self._media_token(channel_id, payload)}.ts")
 
     def _media_token(self, channel_id: str, payload: dict[str, Any]) -> str:
         # Deterministic, with an expiry rounded to a window: every instance sharing

@@ -13,11 +13,11 @@ segments keep the upstream's numbers shifted by an offset fixed at the switch, a
 switch is one discontinuity (`EXT-X-DISCONTINUITY-SEQUENCE` counts it, as RFC 8216
 6.2.2 asks when the segments before a discontinuity leave the playlist).
 
-It follows one muxed variant (the best one listed). A demuxed live (separate audio)
-cannot be carried in one media playlist without remuxing: for those the program ends
-(`#EXT-X-ENDLIST`) once the channel is live, and players that reconnect (TiviMate,
-Kodi, VLC with its playlist repeat) open the channel's real master. The clock is
-per process: behind a load balancer, pin a player to one instance for the slate.
+It follows one variant (the best one offered). A demuxed live (separate audio) goes on
+in the same playlist too: its video variant's segments point at segments muxed with
+their audio (`demuxed.py`), since one media playlist cannot carry a separate audio
+rendition. The clock is per process: behind a load balancer, pin a player to one
+instance for the slate.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import re
 import time
 from collections.abc import Callable
 
-from .slate import SEGMENT_SECONDS, slate_media_playlist, slate_sequence
+from .slate import slate_media_playlist, slate_sequence
 
 SLATE_WINDOW = 3
 _MEDIA_SEQUENCE = re.compile(r"^#EXT-X-MEDIA-SEQUENCE:\s*(\d+)\s*$", re.M)
@@ -96,16 +96,6 @@ class ProgramClock:
         return _set_header(
             text, _DISCONTINUITY_SEQUENCE, f"#EXT-X-DISCONTINUITY-SEQUENCE:{discontinuity}"
         )
-
-
-def ended_program() -> str:
-    """A program that stops: the live cannot be carried here (see the module docstring)."""
-    return (
-        "#EXTM3U\n"
-        f"#EXT-X-TARGETDURATION:{SEGMENT_SECONDS}\n"
-        "#EXT-X-MEDIA-SEQUENCE:0\n"
-        "#EXT-X-ENDLIST\n"
-    )
 
 
 def _segments(text: str) -> int:

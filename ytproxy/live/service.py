@@ -42,9 +42,10 @@ from ..errors import NotFound, ServiceUnavailable, YtproxyError
 from ..images import image_path
 from . import playlist, quality, radio
 from .channels import Channel, ChannelBook
+from .demuxed import MuxedSegments, video_keys
 from .fanout import Fetch
 from .links import MEDIA_TOKEN_TTL, Links
-from .program import ProgramClock, ended_program, program_master
+from .program import ProgramClock, program_master
 from .relay import LiveRelay, MediaPlaylist, media_payload
 from .remux import Remuxer
 from .resolver import NOT_LIVE_CODES, Resolution, Resolver
@@ -78,6 +79,7 @@ class LiveService:
         # Radio entries: ffmpeg takes the audio of muxed segments, once per segment.
         self.remuxer = Remuxer()
         self.audio_segments = radio.AudioSegments(self.relay, self.remuxer)
+        self.muxed_segments = MuxedSegments(self.relay, self.remuxer)
         self._audio_programs: dict[str, ProgramClock] = {}
         # Channels last seen upcoming: re-checked on their schedule, watched or not.
         self._upcoming: set[str] = set()
@@ -198,9 +200,23 @@ class LiveService:
             await self._note_status(channel)
             return clock.slate(lambda n: links.slate(channel.id, n))
         self._upcoming.discard(channel.id)
-        if playlist.has_audio_renditions(resolution.master, resolution.base_url):
-            return ended_program()  # demuxed: one media playlist cannot carry it
         offered = quality.offered_keys(resolution, self.cap(channel))
+        if playlist.has_audio_renditions(resolution.master, resolution.base_url):
+            # Demuxed: the best video variant, each segment muxed with its audio.
+            audio_key, _ = radio.audio_source(resolution, offered)
+            videos = video_keys(resolution, offered) or offered
+            key = max(videos, key=lambda k: resolution.bandwidths.get(k, 0))
+            current = await self.relay.media_playlist(
+                channel, key, resolution.bandwidths.get(key, 0)
+            )
+            text = self._render(
+                channel,
+                current,
+                links,
+                f"muxed {audio_key}",
+                lambda payload: links.muxed_segment(channel.id, {**payload, "a": audio_key}),
+            )
+            return clock.live_playlist(text, resolution.stream_id)
         key = max(offered, key=lambda k: resolution.bandwidths.get(k, 0))
         payload = {"v": key, "b": resolution.bandwidths.get(key, 0)}
         text = await self.media_playlist(channel, payload, links)
@@ -253,14 +269,20 @@ class LiveService:
             if key not in offered and offered:
                 key = min(offered, key=lambda k: abs(resolution.bandwidths.get(k, 0) - bandwidth))
         current = await self.relay.media_playlist(channel, key, bandwidth)
-        return self._render(channel, current, links, audio=False)
+        return self._render(channel, current, links)
 
     def _render(
-        self, channel: Channel, current: MediaPlaylist, links: Links, *, audio: bool
+        self,
+        channel: Channel,
+        current: MediaPlaylist,
+        links: Links,
+        kind: str = "",
+        segment_link: Callable[[dict[str, Any]], str] | None = None,
     ) -> str:
-        """`current` with every URI a gateway link; with `audio`, each segment's is the
-        link to its audio alone. Kept with `current`, so viewers share one rewrite."""
-        label = f"audio {links.base_url}" if audio else links.base_url
+        """`current` with every URI a gateway link; `segment_link(payload)`, when given,
+        makes the segments' (a `kind` of rendering). Kept with `current`, so viewers
+        share one rewrite."""
+        label = f"{kind} {links.base_url}" if kind else links.base_url
         rendered = current.rendered.get(label)
         if rendered is None:
 
@@ -275,10 +297,8 @@ class LiveService:
                     current.key,
                     uri.sequence,
                 )
-                if audio:
-                    return self.segment_links.get(
-                        slot, lambda: links.audio_segment(channel.id, payload)
-                    )
+                if segment_link is not None:
+                    return self.segment_links.get(slot, lambda: segment_link(payload))
                 return self.segment_links.get(
                     slot, lambda: links.media(channel.id, payload, uri.url)
                 )
@@ -307,12 +327,21 @@ class LiveService:
             text = await self.media_playlist(channel, {"v": key, "b": bandwidth}, links)
         else:
             current = await self.relay.media_playlist(channel, key, bandwidth)
-            text = self._render(channel, current, links, audio=True)
+            text = self._render(
+                channel,
+                current,
+                links,
+                "audio",
+                lambda payload: links.audio_segment(channel.id, payload),
+            )
         # Renumbered only after a slate: a listener never sees the numbers go back.
         return text if clock is None else clock.live_playlist(text, resolution.stream_id)
 
     def audio_segment(self, channel: Channel, payload: dict[str, Any]) -> Fetch:
         return self.audio_segments.segment(channel, payload)
+
+    def muxed_segment(self, channel: Channel, payload: dict[str, Any]) -> Fetch:
+        return self.muxed_segments.segment(channel, payload)
 
     def media(self, channel: Channel, payload: dict[str, Any]) -> Fetch:
         return self.relay.media(channel, payload)
