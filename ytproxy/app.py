@@ -26,7 +26,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import __version__, diagnostics, images, pages, system
+from . import __version__, cookies_page, diagnostics, images, pages, system
 from .access import AccessGuard, CrossSiteGuard, HostGuard, allowed_hosts
 from .analyse import routes as analyse_routes
 from .analyse.runner import TaskRunner
@@ -87,6 +87,7 @@ def build_routes() -> list[BaseRoute]:
     return [
         *shared,
         *diagnostics.routes(),
+        *cookies_page.routes(),
         *images.routes(),
         *live_routes(),
         *analyse_routes(),

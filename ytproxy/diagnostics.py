@@ -4,9 +4,11 @@
 It checks, each with an explanation written for the person running the gateway:
 yt-dlp's version and age (read from the version, which is the release date), the
 JavaScript runtime yt-dlp finds, the PO-token provider, the proxy (one GET through
-the relay's own session to a harmless URL), the cookies file (readable and in
-Netscape format, with what is wrong when it is not; the extractor gives yt-dlp a
-private copy, so the file itself may be read-only),
+the relay's own session to a harmless URL), the cookies file in use
+(`YTDLP_COOKIES_FILE`, or one uploaded from the settings page: readable and in
+Netscape format, with what is wrong when it is not, else its age, domains and whether
+YouTube's login cookies are in it; the extractor gives yt-dlp a private copy, so the
+file itself may be read-only),
 Redis, ffmpeg, and each live channel's last resolution. A `blocked` channel (YouTube
 refused its stream again right after a fresh resolution: `live/forbidden.py`) gets the
 likely causes, read against the other checks (PO token, cookies, egress IP, yt-dlp's
@@ -43,6 +45,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from .cookies import LOGIN_COOKIES, is_youtube_domain
 from .extractor import YTDLP_VERSION
 from .i18n import pick_language, translate
 from .services import Services, services
@@ -62,6 +65,7 @@ YTDLP_MAX_AGE_DAYS = 60
 _COOKIE_HEADERS = ("# Netscape HTTP Cookie File", "# HTTP Cookie File")
 _HTTPONLY = "#HttpOnly_"
 _MAX_COOKIES_BYTES = 5 * 1024 * 1024
+_MAX_DOMAINS_SHOWN = 30
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,7 +131,7 @@ async def diagnose(svc: Services, *, proxy_target: str = PROXY_TARGET) -> Report
         _check_js_runtime(svc),
         check_pot_provider(svc),
         check_proxy(svc, proxy_target),
-        asyncio.to_thread(check_cookies, settings.ytdlp_cookies_file),
+        asyncio.to_thread(lambda: check_cookies(settings.cookies_file())),
         check_redis(svc),
         _check_ffmpeg(svc),
     )
@@ -141,6 +145,7 @@ def blocked_causes(svc: Services, checks: list[Check]) -> list[tuple[str, Text]]
     read against what the other checks found; the last entry says what to do."""
     by_name = {check.name: check for check in checks}
     settings = svc.settings
+    cookies_file = settings.cookies_file()
     unset = Text("blocked.unset")
     pot_state = Text("status." + by_name["pot_provider"].status)
     causes: list[tuple[str, Text]] = [
@@ -155,11 +160,11 @@ def blocked_causes(svc: Services, checks: list[Check]) -> list[tuple[str, Text]]
             Text(
                 "blocked.cookies",
                 {
-                    "path": str(settings.ytdlp_cookies_file),
+                    "path": str(cookies_file),
                     "state": Text("status." + by_name["cookies"].status),
                 },
             )
-            if settings.ytdlp_cookies_file
+            if cookies_file is not None
             else Text("blocked.cookies_off"),
         ),
         (
@@ -328,6 +333,8 @@ def check_cookies(path: Path | None) -> Check:
         return Check("cookies", "error", Text("cookies.no_header", header), details)
 
     cookies, youtube, expired = 0, 0, 0
+    domains: set[str] = set()
+    login: set[str] = set()
     bad: list[tuple[int, Text]] = []
     now = time.time()
     for number, raw in enumerate(text.splitlines(), start=1):
@@ -349,12 +356,26 @@ def check_cookies(path: Path | None) -> Check:
             bad.append((number, Text("cookies.reason.expiry")))
             continue
         cookies += 1
+        domain = fields[0].strip().lower().lstrip(".")
+        domains.add(domain)
+        if fields[5] in LOGIN_COOKIES and is_youtube_domain(domain):
+            login.add(fields[5])
         if fields[0].lstrip(".").endswith("youtube.com"):
             youtube += 1
             if expires and 0 < float(expires) < now:
                 expired += 1
     details.update(cookies=cookies, youtube_cookies=youtube, youtube_expired=expired)
     details["invalid_lines"] = [number for number, _ in bad[:20]]
+    try:
+        age = max(0, int(now - path.stat().st_mtime))
+    except OSError:  # replaced or removed meanwhile: the content read is what counts
+        age = 0
+    details.update(
+        domains=sorted(domains)[:_MAX_DOMAINS_SHOWN],
+        login_cookies=sorted(login),
+        signed_in=bool(login),
+        age_seconds=age,
+    )
 
     if bad:
         first, reason = bad[0]
@@ -363,21 +384,35 @@ def check_cookies(path: Path | None) -> Check:
     if cookies == 0:
         return Check("cookies", "error", Text("cookies.empty", {"path": shown}), details)
     if youtube == 0:
-        return Check(
-            "cookies",
-            "warning",
-            Text("cookies.no_youtube", {"path": shown, "count": cookies}),
-            details,
-        )
+        main = Text("cookies.no_youtube", {"path": shown, "count": cookies})
+        return Check("cookies", "warning", _cookie_facts(main, details), details)
     if expired == youtube:
-        return Check(
-            "cookies",
-            "warning",
-            Text("cookies.expired", {"path": shown, "count": youtube}),
-            details,
-        )
-    params = {"path": shown, "count": youtube, "expired": expired}
-    return Check("cookies", "ok", Text("cookies.ok", params), details)
+        main = Text("cookies.expired", {"path": shown, "count": youtube})
+        return Check("cookies", "warning", _cookie_facts(main, details), details)
+    main = Text("cookies.ok", {"path": shown, "count": youtube, "expired": expired})
+    return Check("cookies", "ok", _cookie_facts(main, details), details)
+
+
+def _cookie_facts(main: Text, details: dict[str, Any]) -> Text:
+    """The check's message followed by the file's age, domains and login state."""
+    domains: list[str] = details["domains"]
+    shown = ", ".join(domains[:8]) + (", …" if len(domains) > 8 else "")
+    login: list[str] = details["login_cookies"]
+    signed_in = (
+        Text("cookies.login.yes", {"names": ", ".join(login)})
+        if login
+        else Text("cookies.login.no")
+    )
+    age = _age(details["age_seconds"])
+    return Text("cookies.facts", {"main": main, "age": age, "domains": shown, "login": signed_in})
+
+
+def _age(seconds: int) -> Text:
+    if seconds < 3600:
+        return Text("age.minutes", {"count": seconds // 60})
+    if seconds < 2 * 86400:
+        return Text("age.hours", {"count": seconds // 3600})
+    return Text("age.days", {"count": seconds // 86400})
 
 
 async def check_redis(svc: Services) -> Check:

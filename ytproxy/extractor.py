@@ -205,8 +205,9 @@ class Extractor:
         }
         if s.global_proxy:
             params["proxy"] = s.global_proxy
-        if s.ytdlp_cookies_file:
-            params["cookiefile"] = str(s.ytdlp_cookies_file)
+        cookies = s.cookies_file()
+        if cookies is not None:
+            params["cookiefile"] = str(cookies)
         extractor_args = {name: dict(args) for name, args in s.ytdlp_extractor_args.items()}
         if s.pot_provider_url:
             extractor_args["youtubepot-bgutilhttp"] = {"base_url": [s.pot_provider_url]}

@@ -29,6 +29,7 @@ JS_RUNTIMES = ("deno", "node", "bun", "quickjs")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 _SIZE_SUFFIXES = {"K": 1024, "M": 1024**2, "G": 1024**3}
+UPLOADED_COOKIES = "cookies.txt"
 
 
 class SettingsError(ValueError):
@@ -47,6 +48,11 @@ class Settings:
     result_ttl: int = 3600
     global_proxy: str | None = None
     ytdlp_cookies_file: Path | None = None
+    # Where the gateway keeps what it writes itself (cookies uploaded from the browser).
+    data_dir: Path = Path("data")
+    # Cookie domains an upload may hold besides YouTube's and Google's (exact names or
+    # their subdomains); cookies for any other domain are dropped from an upload.
+    cookies_extra_domains: tuple[str, ...] = ()
     pot_provider_url: str | None = None
     js_runtime: str = "deno"
     js_runtime_path: str | None = None
@@ -109,6 +115,8 @@ class Settings:
             result_ttl=reader.get("RESULT_TTL", _int_range(10, 30 * 86400), 3600),
             global_proxy=reader.get("GLOBAL_PROXY", _proxy_url, None),
             ytdlp_cookies_file=reader.get("YTDLP_COOKIES_FILE", Path, None),
+            data_dir=reader.get("DATA_DIR", _data_dir, Path("data")),
+            cookies_extra_domains=reader.get("COOKIES_EXTRA_DOMAINS", _domain_list, ()),
             pot_provider_url=reader.get("POT_PROVIDER_URL", _http_url, None),
             js_runtime=js_runtime,
             js_runtime_path=js_path,
@@ -168,6 +176,21 @@ def load_environment(dotenv: Path | None = Path(".env")) -> dict[str, str]:
         merged.update(parse_dotenv(dotenv.read_text(encoding="utf-8")))
     merged.update(os.environ)
     return merged
+
+    @property
+    def cookies_target(self) -> Path:
+        """Where cookies uploaded from the browser are written (and deleted from):
+        `YTDLP_COOKIES_FILE`, else `DATA_DIR/cookies.txt`."""
+        return self.ytdlp_cookies_file or self.data_dir / UPLOADED_COOKIES
+
+    def cookies_file(self) -> Path | None:
+        """The cookies file yt-dlp is given, the one place that decides it:
+        `YTDLP_COOKIES_FILE` (even when missing, so that the mistake is reported), else
+        an uploaded `DATA_DIR/cookies.txt` if there is one, else none."""
+        if self.ytdlp_cookies_file is not None:
+            return self.ytdlp_cookies_file
+        uploaded = self.data_dir / UPLOADED_COOKIES
+        return uploaded if uploaded.is_file() else None
 
 
 def parse_dotenv(text: str) -> dict[str, str]:
@@ -341,6 +364,22 @@ def _host_list(value: str) -> tuple[str, ...]:
         if "/" in host or " " in host or (":" in host and not host.startswith("[")):
             raise ValueError(f"{host!r} is not a host name (no scheme, path or port)")
     return hosts
+
+
+def _data_dir(value: str) -> Path:
+    path = Path(value)
+    if path.exists() and not path.is_dir():
+        raise ValueError("exists and is not a directory")
+    return path
+
+
+def _domain_list(value: str) -> tuple[str, ...]:
+    """Comma-separated cookie domains (`example.com`, `127.0.0.1`), lower-cased."""
+    domains = tuple(d.strip().lower().strip(".") for d in value.split(",") if d.strip())
+    for domain in domains:
+        if not all(c.isalnum() or c in "-." for c in domain):
+            raise ValueError(f"{domain!r} is not a domain name (no scheme, port, path or *)")
+    return domains
 
 
 def _extractor_args(value: str) -> dict[str, dict[str, list[str]]]:

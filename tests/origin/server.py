@@ -21,6 +21,8 @@ Routes (`S` = signed: `?expire=<unix s>&sig=<hmac>`; expired, forged or revoked 
   `/@{handle}/live|streams` and path-signed googlevideo manifests and segments.
 - Subtitled videos (`origin.subtitles`, `subtitles.py`): a page with a WebVTT `<track>`
   and an HLS VOD with a WebVTT subtitles rendition, under `/subs/`.
+- A video behind a sign-in (`origin.signin`, `signin.py`): `/signin/page` is 403 "Sign
+  in to confirm you're not a bot" without its session cookie, a `<video>` page with it.
 
 The DASH signature lives in the BaseURL's query string: yt-dlp uses an absolute BaseURL
 verbatim as the format URL for single-file representations, query included (only
@@ -58,6 +60,7 @@ from tests.origin.controls import (
 from tests.origin.googlevideo import YouTube
 from tests.origin.media import HlsVariant, Media
 from tests.origin.responses import PLAN, send_bytes, send_file
+from tests.origin.signin import SignInVideo
 from tests.origin.subtitles import SubtitledVideos
 
 _PREROLL = manifests.WINDOW_SEGMENTS * 2.0
@@ -84,6 +87,7 @@ class Origin:
         self._port = 0
         self.youtube = YouTube(media, lambda: self.base_url, clock)
         self.subtitles = SubtitledVideos(media, lambda: self.base_url)
+        self.signin = SignInVideo(media, lambda: self.base_url)
 
     def start(self) -> None:
         if self._thread is not None:
@@ -128,6 +132,7 @@ class Origin:
                 web.get("/dash/file/{rep_id}", self._dash_file, name="dash_file"),
                 *self.youtube.routes(),
                 *self.subtitles.routes(),
+                *self.signin.routes(),
             ]
         )
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
@@ -241,6 +246,7 @@ class Origin:
         stay revoked.)"""
         self.clear_faults()
         self.youtube.reset()
+        self.signin.reset()
         self.reset_counts()
         self.set_url_lifetime(DEFAULT_URL_LIFETIME)
         with self._lock:
