@@ -3,7 +3,8 @@
 #   run:  ffmpeg (merged video+audio downloads, the live slates) and a Chinese font
 #         (fonts-wqy-microhei, the smallest) for the slate of a channel that is not live
 #   test: the same, and redis-server, chromium (browser tests), prometheus (promtool),
-#         VLC (cvlc, vlc-plugin-base for HLS: the player tests);
+#         VLC (cvlc, vlc-plugin-base for HLS: the player tests), xmltv-util
+#         (tv_validate_file and the XMLTV DTD: the guide's tests);
 #         the font also makes the browser tests and screenshots render the zh pages
 # As root it uses apt-get; otherwise it says what to install and, for `run`, goes on.
 set -euo pipefail
@@ -11,6 +12,7 @@ mode=${1:-run}
 declare -A wanted=([ffmpeg]=ffmpeg [ffprobe]=ffmpeg)
 if [[ $mode == test ]]; then
   wanted+=([redis-server]=redis-server [chromium]=chromium [promtool]=prometheus [cvlc]=vlc-bin)
+  wanted+=([tv_validate_file]=xmltv-util)
 fi
 missing=()
 for cmd in "${!wanted[@]}"; do

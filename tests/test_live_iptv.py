@@ -81,7 +81,7 @@ def test_channel_numbers_follow_the_file_and_its_number_fields(
     server = app_server(settings)
     with httpx.Client(base_url=server.base_url, timeout=30) as client:
         text = client.get("/playlist.m3u").text
-        numbers = dict(re.findall(r'tvg-id="([^"]+)" tvg-chno="(\d+)"', text))
+        numbers = dict(re.findall(r'tvg-id="([^".]+)\.ytproxy" tvg-chno="(\d+)"', text))
         assert numbers == {"one": "1", "ten": "10", "eleven": "11", "dup": "12"}
         rows = {row["id"]: row["number"] for row in client.get("/api/channels").json()["channels"]}
         assert rows == {"one": 1, "ten": 10, "off": None, "eleven": 11, "dup": 12}

@@ -125,7 +125,7 @@ def test_the_m3u_parses_and_every_entry_plays_with_ffmpeg(
     )
     server.services.live.book.reload_now()
     text = httpx.get(server.url("/playlist.m3u"), timeout=20).text
-    assert text.startswith("#EXTM3U\n")
+    assert text.startswith(f'#EXTM3U x-tvg-url="{server.url("/epg.xml")}"')
     parsed = m3u8.loads(text, custom_tags_parser=iptv_extinf)
     entries = list(zip(parsed.segments, parsed.data["iptv"], strict=True))
     assert [(s.title, s.duration, s.uri) for s, _ in entries] == [
@@ -135,7 +135,12 @@ def test_the_m3u_parses_and_every_entry_plays_with_ffmpeg(
     attributes = entries[1][1]
     # The logo comes through the gateway: players cannot reach the image host either.
     assert attributes.pop("tvg-logo").startswith(server.url("/v1/image/"))
-    assert attributes == {"tvg-id": "sports", "tvg-name": "Sport '24'", "group-title": ""}
+    assert attributes == {
+        "tvg-id": "sports.ytproxy",
+        "tvg-chno": "2",
+        "tvg-name": "Sport '24'",
+        "group-title": "",
+    }
     assert entries[0][1]["group-title"] == "Tests"
     for number, (segment, _) in enumerate(entries):
         out = tmp_path / f"entry{number}.ts"

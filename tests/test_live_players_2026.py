@@ -227,12 +227,6 @@ def test_ffmpeg_records_a_minute_of_the_muxed_live_and_no_origin_url_leaks(
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-@pytest.mark.xfail(
-    strict=False,
-    reason="VLC 3.0's sout drops what follows a timestamp-resetting DISCONTINUITY of "
-    "the demuxed live (the origin's 30 s media loop wraps): 54 s of 60 in some runs, "
-    "26 s in others; the gateway delivers every segment",
-)
 def test_vlc_records_a_minute_of_the_demuxed_live_across_url_expiries(
     origin: Origin,
     channels_file: Path,

@@ -21,6 +21,7 @@ from tests.apps import AppServer
 from tests.origin import Origin
 from tests.test_live_players import ffprobe_duration
 from ytproxy.live.channels import ChannelsError, load_channels
+from ytproxy.live.guide import guide_id
 from ytproxy.live.streams import derived_id
 from ytproxy.settings import Settings
 
@@ -119,14 +120,15 @@ def _iso(timestamp: float) -> str:
 
 
 def m3u_entries(text: str) -> list[tuple[str, str, str]]:
-    """(tvg-id, display name, URL) of each entry."""
+    """(channel id, display name, URL) of each entry; its tvg-id is the guide's id."""
     lines = text.splitlines()
     found = []
     for index, line in enumerate(lines):
         if line.startswith("#EXTINF"):
             tvg_id = re.search(r'tvg-id="([^"]*)"', line)
-            assert tvg_id is not None
-            found.append((tvg_id.group(1), line.rsplit(",", 1)[1], lines[index + 1]))
+            channel_id = lines[index + 1].rsplit("/live/", 1)[1].split(".m3u8", 1)[0]
+            assert tvg_id is not None and tvg_id.group(1) == guide_id(channel_id)
+            found.append((channel_id, line.rsplit(",", 1)[1], lines[index + 1]))
     return found
 
 

@@ -18,8 +18,9 @@ Routes (added to `Origin`'s app; `{vid}` is an 11-character video id):
   91 and 92; demuxed: `demuxed/1`, EXT-X-MEDIA audio itag 233 and video-only 269, 229).
 - `GET /api/manifest/hls_playlist/expire/{ts}/ei/{ei}/ip/127.0.0.1/id/{vid}.1/itag/{n}/
   .../sig/{sig}/playlist/index.m3u8`: the media playlist: TARGETDURATION 2, a window of 5
-  segments, MEDIA-SEQUENCE counted from the live's start, DISCONTINUITY-SEQUENCE,
-  PROGRAM-DATE-TIME on every segment, a DISCONTINUITY where the 30 s media loop wraps.
+  segments, MEDIA-SEQUENCE counted from the live's start, DISCONTINUITY-SEQUENCE (0),
+  PROGRAM-DATE-TIME on every segment; segment timestamps keep going up across the 30 s
+  media loop (`tsclock.shift`), so, as on YouTube, there is no discontinuity.
 - `GET /videoplayback/id/{vid}.1/itag/{n}/source/yt_live_broadcast/expire/{ts}/ei/{ei}/
   .../sq/{N}/dur/{d}/.../sig/{sig}/file/seg.ts`: one MPEG-TS segment (404 if not yet
   published); `/videoplayback/id/{vid}/itag/18/...` (no `sq`) is the ended live's MP4.
@@ -51,10 +52,10 @@ from typing import Literal
 
 from aiohttp import web
 
-from tests.origin import manifests
+from tests.origin import manifests, tsclock
 from tests.origin.media import Media
 from tests.origin.playerapi import channel_id_of, player_response
-from tests.origin.responses import send_bytes, send_file
+from tests.origin.responses import send_bytes, send_file, send_ranged_bytes
 from tests.origin.youtube_media import (
     LOOP_SEGMENTS,
     SEGMENT_SECONDS,
@@ -516,17 +517,16 @@ class YouTube:
         rendition = self._media.get().rendition(itag)
         newest = self._newest(live, self._clock())
         first = max(0, newest - manifests.WINDOW_SEGMENTS + 1)
-        discontinuities = manifests.discontinuity_sequence(first, LOOP_SEGMENTS)
+        # Timestamps keep going up across the media loop (tsclock), as a real live's do:
+        # no discontinuity.
         lines = [
             "#EXTM3U",
             "#EXT-X-VERSION:3",
             f"#EXT-X-TARGETDURATION:{SEGMENT_SECONDS}",
             f"#EXT-X-MEDIA-SEQUENCE:{first}",
-            f"#EXT-X-DISCONTINUITY-SEQUENCE:{discontinuities}",
+            "#EXT-X-DISCONTINUITY-SEQUENCE:0",
         ]
         for sq in range(first, newest + 1):
-            if sq > 0 and sq % LOOP_SEGMENTS == 0:
-                lines.append("#EXT-X-DISCONTINUITY")
             lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{self._date_of(live, sq)}")
             lines.append(f"#EXTINF:{rendition.durations[sq % LOOP_SEGMENTS]:.3f},")
             lines.append(self._segment_url(live, itag, sq, expire, ei))
@@ -545,7 +545,9 @@ class YouTube:
             return web.Response(status=404, text="segment not published yet\n")
         rendition = self._media.get().rendition(int(params["itag"]))
         path: Path = rendition.segments[sq % LOOP_SEGMENTS]
-        return await send_file(request, path, "video/mp2t")
+        loops = sq // LOOP_SEGMENTS
+        body = tsclock.shift(path.read_bytes(), loops * SEGMENT_SECONDS * LOOP_SEGMENTS * 90_000)
+        return await send_ranged_bytes(request, body, "video/mp2t")
 
 
 def _master_playlist(live: Live, media: YoutubeMedia, playlists: dict[int, str]) -> str:

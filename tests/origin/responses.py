@@ -10,7 +10,7 @@ multipart ranges, If-Range, ETags or compression.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -44,17 +44,32 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | Literal[Fals
 
 
 async def send_file(request: web.Request, path: Path, content_type: str) -> web.StreamResponse:
-    size = path.stat().st_size
+    return await _ranged(request, path.stat().st_size, content_type, lambda a, b: _read(path, a, b))
+
+
+async def send_ranged_bytes(
+    request: web.Request, body: bytes, content_type: str
+) -> web.StreamResponse:
+    """`body` as a file would be served: Range requests get their slice."""
+    return await _ranged(request, len(body), content_type, lambda a, b: iter([body[a:b]]))
+
+
+async def _ranged(
+    request: web.Request,
+    size: int,
+    content_type: str,
+    read: Callable[[int, int], Iterator[bytes]],
+) -> web.StreamResponse:
     span = parse_range(request.headers.get("Range"), size)
     headers = {"Accept-Ranges": "bytes", "Content-Type": content_type}
     if span is False:
         headers["Content-Range"] = f"bytes */{size}"
         return web.Response(status=416, headers=headers, text="range not satisfiable\n")
     if span is None:
-        return await stream(request, 200, headers, 0, size, _read(path, 0, size))
+        return await stream(request, 200, headers, 0, size, read(0, size))
     start, end = span
     headers["Content-Range"] = f"bytes {start}-{end}/{size}"
-    return await stream(request, 206, headers, start, end + 1, _read(path, start, end + 1))
+    return await stream(request, 206, headers, start, end + 1, read(start, end + 1))
 
 
 async def send_bytes(request: web.Request, body: bytes, content_type: str) -> web.StreamResponse:

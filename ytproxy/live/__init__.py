@@ -2,6 +2,7 @@
 
 - `channels`: the channels file, validated and reloaded on change;
 - `resolver`: channel → live HLS stream through yt-dlp, cached, single-flight;
+- `guide`: the XMLTV guide (`epg`: its HTTP side);
 - `playlist`: HLS rewriting (every URI points at the gateway);
 - `links`: the gateway's stable and signed live URLs;
 - `upstream`, `relay`, `fanout`: fetching playlists and segments once for every viewer;
@@ -15,13 +16,15 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route
 
-from . import endpoints
+from . import endpoints, epg
 
 
 def routes() -> list[BaseRoute]:
     return [
         Route("/playlist.m3u", endpoints.playlist_m3u, name="playlist_m3u"),
         Route("/api/m3u", endpoints.playlist_m3u, name="api_m3u"),
+        Route("/epg.xml", epg.epg_xml, name="epg"),
+        Route("/epg.xml.gz", epg.epg_xml_gz, name="epg_gz"),
         Route("/api/channels", endpoints.channels_api, name="api_channels"),
         Route("/api/stream/{channel_id}", endpoints.stream_api, name="api_stream"),
         Route(

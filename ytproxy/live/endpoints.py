@@ -22,6 +22,7 @@ from ..services import services
 from . import playlist
 from .channels import Channel
 from .fanout import FetchResponse
+from .guide import guide_id
 from .links import Links, open_media, open_variant
 from .service import LiveService
 
@@ -53,10 +54,11 @@ def _watched(request: Request) -> Channel:
 
 async def playlist_m3u(request: Request) -> Response:
     live, links = _live(request), links_for(request)
-    lines = ["#EXTM3U"]
+    guide = links.url("/epg.xml")  # the XMLTV guide (epg.py); url-tvg for older players
+    lines = [f'#EXTM3U x-tvg-url="{guide}" url-tvg="{guide}"']
     for number, channel in await live.lineup(live.book.enabled()):
         attrs = {
-            "tvg-id": channel.id,
+            "tvg-id": guide_id(channel.id),
             "tvg-chno": str(number),
             "tvg-name": channel.name,
             "tvg-logo": links.url(image_path(links.signer, channel.logo)) if channel.logo else "",

@@ -16,7 +16,9 @@ single-flight), and remembers why a channel is not live, as its status: `upcomin
 `blocked` (YouTube refuses the stream: the relay calls `block`, see `forbidden.py`) or
 `error`. Each is believed for a while (`STATUS_TTL`; for an upcoming live a schedule that
 tightens near its start, `upcoming_recheck`), and the next request after that asks
-yt-dlp again.
+yt-dlp again. For the guide (`guide.py`), a `Resolution` keeps the live's title (yt-dlp's
+`fulltitle`), trimmed description and start (`release_timestamp`, else `timestamp`),
+and the failure record of an upcoming or ended live its title.
 
 When yt-dlp reports `available_at` (Unix time) on the formats, googlevideo refuses
 them until then: the resolution waits for it (at most `MAX_AVAILABLE_WAIT` s) before
@@ -65,6 +67,7 @@ STATUS_TTL = {"offline": 30.0, "ended": 120.0, "error": 10.0}
 # of raising "This live event will begin in ..." with this option.
 LIVE_OPTIONS = {"ignore_no_formats_error": True}
 MIN_TTL = 2.0
+DESCRIPTION_LIMIT = 300
 MAX_AVAILABLE_WAIT = 15.0
 _EXPIRE_PATH = re.compile(r"/expire/(\d+)(?:/|$)")
 _ITAG = re.compile(r"(?:/itag/|[?&]itag=)(\d+)")
@@ -74,11 +77,18 @@ class NotLive(Exception):
     """yt-dlp found the channel, but not a live HLS stream: `status` is `upcoming`
     (with `starts_at` when yt-dlp knows it), `ended` or `offline`."""
 
-    def __init__(self, status: str, detail: str = "", starts_at: float | None = None) -> None:
+    def __init__(
+        self,
+        status: str,
+        detail: str = "",
+        starts_at: float | None = None,
+        title: str | None = None,
+    ) -> None:
         super().__init__(detail or status)
         self.status = status
         self.detail = detail or status
         self.starts_at = starts_at
+        self.title = title  # the upcoming or ended live's, for the guide
 
 
 # yt-dlp's `live_status` values that are not a live stream, as channel statuses.
@@ -107,13 +117,17 @@ class StreamChoice:
     formats: list[VariantFormat]
     expires_at: float | None
     available_at: float | None = None
+    title: str = ""
+    description: str = ""
+    started_at: float | None = None
 
 
 def pick_stream(info: dict[str, Any]) -> StreamChoice:
     status = info.get("live_status")
     if status not in (None, "is_live") or (status is None and info.get("is_live") is False):
         starts_at = _number_or_none(info.get("release_timestamp"))
-        raise NotLive(_LIVE_STATUS.get(str(status), "offline"), str(status), starts_at)
+        title = _title(info) or None
+        raise NotLive(_LIVE_STATUS.get(str(status), "offline"), str(status), starts_at, title)
     formats = info.get("formats") or ([info] if info.get("url") else [])
     hls = [
         f
@@ -154,7 +168,28 @@ def pick_stream(info: dict[str, Any]) -> StreamChoice:
         formats=list(variants.values()),
         expires_at=min(expiries) if expiries else None,
         available_at=max(available) if available else None,
+        title=_title(info),
+        description=trimmed(str(info.get("description") or ""), DESCRIPTION_LIMIT),
+        # A live's `release_timestamp` is when it actually began; `timestamp` otherwise.
+        started_at=_number_or_none(info.get("release_timestamp"))
+        or _number_or_none(info.get("timestamp")),
     )
+
+
+def _title(info: dict[str, Any]) -> str:
+    """The live's title as its channel gave it: yt-dlp appends the date to a live's
+    `title` and keeps the original as `fulltitle`."""
+    return " ".join(str(info.get("fulltitle") or info.get("title") or "").split())
+
+
+def trimmed(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` characters, at a word when one is near."""
+    text = text.strip()
+    if len(text) <= limit:
+        return text
+    cut = text[: limit - 1]
+    space = cut.rfind(" ")
+    return (cut[:space] if space > limit * 0.8 else cut).rstrip() + "\u2026"
 
 
 def _audio_only(f: dict[str, Any]) -> bool:
@@ -216,6 +251,9 @@ class Resolution:
     expires_at: float | None
     ttl: float
     available_at: float | None = None  # googlevideo refuses the URLs before this
+    title: str = ""  # the live's, for the guide
+    description: str = ""  # trimmed to DESCRIPTION_LIMIT
+    started_at: float | None = None  # when the live began, as yt-dlp reports it
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -300,6 +338,9 @@ def make_resolution(
         expires_at=expires_at,
         ttl=resolution_ttl(cache_ttl, fetched_at, expires_at),
         available_at=choice.available_at,
+        title=choice.title,
+        description=choice.description,
+        started_at=choice.started_at,
     )
 
 
@@ -376,7 +417,7 @@ class Resolver:
             raise failure_error(await self._remember_failure(channel, status, exc.code)) from None
         except NotLive as exc:
             record = await self._remember_failure(
-                channel, exc.status, exc.detail, starts_at=exc.starts_at
+                channel, exc.status, exc.detail, starts_at=exc.starts_at, title=exc.title
             )
             raise failure_error(record) from None
         except YtproxyError as exc:
@@ -448,6 +489,7 @@ class Resolver:
         *,
         starts_at: float | None = None,
         ttl: float | None = None,
+        title: str | None = None,
     ) -> dict[str, Any]:
         """Record that `channel` is not live (`status`, why) for as long as that is
         believed; the next request after that asks yt-dlp again."""
@@ -462,6 +504,7 @@ class Resolver:
             "code": code,
             "status": status,
             "starts_at": starts_at,
+            "title": title,
             "checked_at": now,
             "recheck_at": now + ttl,
         }

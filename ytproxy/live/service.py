@@ -44,6 +44,7 @@ from . import playlist, quality, radio
 from .channels import Channel, ChannelBook
 from .demuxed import MuxedSegments, video_keys
 from .fanout import Fetch
+from .guide import GuideWarmer
 from .links import MEDIA_TOKEN_TTL, Links
 from .program import ProgramClock, program_master
 from .relay import LiveRelay, MediaPlaylist, media_payload
@@ -85,6 +86,8 @@ class LiveService:
         self._upcoming: set[str] = set()
         self._rechecker: asyncio.Task[None] | None = None
         self.listings = Listings(services)
+        # Resolves channels the guide knows nothing about, in the background.
+        self.warmer = GuideWarmer(self.resolver)
 
     async def start(self) -> None:
         self.book.load()
@@ -96,6 +99,7 @@ class LiveService:
             await asyncio.gather(self._rechecker, return_exceptions=True)
         await self.slates.close()
         await self.listings.close()
+        await self.warmer.close()
         watchers = list(self._watchers.values())
         for task in watchers:
             task.cancel()
