@@ -179,7 +179,7 @@ def test_a_demuxed_lives_audio_entry_relays_its_audio_rendition_without_remuxing
     assert server.services.live.remuxer.runs == 0
 
 
-def test_an_ended_channels_audio_entry_has_the_slate_or_its_status_never_a_5xx_slate(
+def test_an_ended_channels_audio_entry_answers_the_slate_or_its_status(
     app_server, settings, channels_file: Path, origin: Origin
 ) -> None:
     vid = "radioend001"
