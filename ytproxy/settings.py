@@ -168,15 +168,6 @@ class Settings:
     def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
 
-
-def load_environment(dotenv: Path | None = Path(".env")) -> dict[str, str]:
-    """The process environment over the variables of a `.env` file, if there is one."""
-    merged: dict[str, str] = {}
-    if dotenv is not None and dotenv.is_file():
-        merged.update(parse_dotenv(dotenv.read_text(encoding="utf-8")))
-    merged.update(os.environ)
-    return merged
-
     @property
     def cookies_target(self) -> Path:
         """Where cookies uploaded from the browser are written (and deleted from):
@@ -191,6 +182,15 @@ def load_environment(dotenv: Path | None = Path(".env")) -> dict[str, str]:
             return self.ytdlp_cookies_file
         uploaded = self.data_dir / UPLOADED_COOKIES
         return uploaded if uploaded.is_file() else None
+
+
+def load_environment(dotenv: Path | None = Path(".env")) -> dict[str, str]:
+    """The process environment over the variables of a `.env` file, if there is one."""
+    merged: dict[str, str] = {}
+    if dotenv is not None and dotenv.is_file():
+        merged.update(parse_dotenv(dotenv.read_text(encoding="utf-8")))
+    merged.update(os.environ)
+    return merged
 
 
 def parse_dotenv(text: str) -> dict[str, str]:
