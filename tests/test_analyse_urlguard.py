@@ -7,7 +7,11 @@ import ipaddress
 import pytest
 
 from ytproxy.errors import BadRequest, Forbidden
+from ytproxy.netguard import AddressPolicy
 from ytproxy.urlguard import MAX_URL_LENGTH, check_url, is_public, parse_http_url
+
+STRICT = AddressPolicy(allow_private=False)
+LENIENT = AddressPolicy(allow_private=True)
 
 
 @pytest.mark.parametrize(
@@ -64,15 +68,15 @@ def test_length_limit_is_inclusive() -> None:
 
 
 async def test_private_addresses_pass_only_when_allowed() -> None:
-    assert await check_url(" http://127.0.0.1:9/x ", allow_private=True) == "http://127.0.0.1:9/x"
+    assert await check_url(" http://127.0.0.1:9/x ", policy=LENIENT) == "http://127.0.0.1:9/x"
     with pytest.raises(Forbidden) as caught:
-        await check_url("http://127.0.0.1:9/x", allow_private=False)
+        await check_url("http://127.0.0.1:9/x", policy=STRICT)
     assert (caught.value.code, caught.value.status_code) == ("forbidden_address", 403)
 
 
 async def test_an_unresolvable_host_is_left_to_the_proxy_when_there_is_one() -> None:
     url = "https://no-such-host.invalid/v"
-    assert await check_url(url, allow_private=False, proxied=True) == url
+    assert await check_url(url, policy=STRICT, proxied=True) == url
     with pytest.raises(BadRequest) as caught:
-        await check_url(url, allow_private=False)
+        await check_url(url, policy=STRICT)
     assert caught.value.code == "unresolvable_host"
