@@ -22,7 +22,6 @@ from types import TracebackType
 from urllib.parse import urlsplit
 
 
-
 def _loopback(host: str) -> bool:
     if host == "localhost":
         return True

@@ -69,8 +69,7 @@ class ForbiddenAddress(Forbidden):
     def __init__(self, host: str) -> None:
         # The host is not named: it may be an internal name the client should not learn.
         super().__init__(
-            "The address is on a private or local network, which the gateway does not "
-            "fetch from",
+            "The address is on a private or local network, which the gateway does not fetch from",
             code="forbidden_address",
         )
         self.host = host
