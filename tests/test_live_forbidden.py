@@ -25,7 +25,8 @@ from tests.origin import Origin
 from tests.test_live_relay import uri_lines
 from ytproxy.extractor import YTDLP_VERSION
 from ytproxy.live.forbidden import BLOCK_BASE, BLOCK_CAP, ForbiddenLog, is_forbidden
-from ytproxy.live.resolver import pick_stream, wait_until_available
+from ytproxy.live.info import pick_stream
+from ytproxy.live.resolver import wait_until_available
 from ytproxy.settings import Settings
 
 VIDEO = "forbidden01"

@@ -36,7 +36,8 @@ from ytproxy.live.guide import (
     guide_id,
     xmltv_time,
 )
-from ytproxy.live.resolver import NotLive, Resolution, pick_stream
+from ytproxy.live.info import NotLive, pick_stream
+from ytproxy.live.resolver import Resolution
 
 DTD = Path("/usr/share/xmltv/xmltv.dtd")
 NOW = 1_800_000_000.0 + 1234.0  # not on a full hour

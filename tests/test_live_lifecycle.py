@@ -18,8 +18,9 @@ import pytest
 
 from tests.origin import Origin
 from ytproxy.live import playlist
+from ytproxy.live.info import NotLive, pick_stream
 from ytproxy.live.program import ProgramClock
-from ytproxy.live.resolver import NotLive, pick_stream, upcoming_recheck
+from ytproxy.live.status import upcoming_recheck
 
 HLS = "m3u8_native"
 

@@ -36,7 +36,8 @@ from typing import Any
 
 from ..errors import YtproxyError
 from .channels import Channel
-from .resolver import DESCRIPTION_LIMIT, Resolution, Resolver, trimmed
+from .info import DESCRIPTION_LIMIT, trimmed
+from .resolver import Resolution, Resolver
 
 log = logging.getLogger(__name__)
 

@@ -41,7 +41,8 @@ from . import playlist
 from .channels import Channel
 from .fanout import Fetch, SegmentBuffer
 from .forbidden import REASON, ForbiddenLog, is_forbidden
-from .resolver import Resolution, Resolver, failure_error
+from .resolver import Resolution, Resolver
+from .status import failure_error
 from .upstream import (
     GONE,
     RETRY_BASE,

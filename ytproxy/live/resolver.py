@@ -1,35 +1,26 @@
 """Resolving a channel to its current live HLS stream, cached and single-flight.
 
-`pick_stream(info)` makes the YouTube-specific choices on yt-dlp's info dict: a live
-(`live_status == "is_live"`) entry with HLS formats (`protocol` `m3u8_native`); the
-master is the formats' common `manifest_url` (YouTube's `hls_variant` manifest),
-else one is built from the formats' own media playlist URLs and `tbr`, `width`,
-`height`, `vcodec`, `acodec`, `fps`. `expiry_of(url)` reads googlevideo's expiry
-(`expire=` query parameter or `/expire/<ts>/` path segment).
+`info.pick_stream(info)` reads yt-dlp's info dict (live or not, which formats); this
+module caches what it picked and fetches the master.
 
-`Resolver` caches a `Resolution` per channel (and per channel URL, so an edited URL
-is a new entry) with a TTL of `min(CACHE_TTL, earliest expiry - margin)`, shares one
-extraction between all concurrent callers (across instances through the cache's
-single-flight), and remembers why a channel is not live, as its status: `upcoming`
-(with `starts_at`, from yt-dlp's `live_status: is_upcoming` and `release_timestamp`),
-`ended` (`post_live`, `was_live`), `offline` (nothing live, or the video is gone),
-`blocked` (YouTube refuses the stream: the relay calls `block`, see `forbidden.py`) or
-`error`. Each is believed for a while (`STATUS_TTL`; for an upcoming live a schedule that
-tightens near its start, `upcoming_recheck`), and the next request after that asks
-yt-dlp again. For the guide (`guide.py`), a `Resolution` keeps the live's title (yt-dlp's
-`fulltitle`), trimmed description and start (`release_timestamp`, else `timestamp`),
-and the failure record of an upcoming or ended live its title.
+`Resolver` caches a `Resolution` per channel (and per channel URL, so an edited URL is a
+new entry) with a TTL of `min(CACHE_TTL, earliest expiry - margin)`, shares one
+extraction between all concurrent callers (across instances through the cache's single-
+flight), and remembers why a channel is not live, as its status: `upcoming` (with
+`starts_at`, from yt-dlp's `live_status: is_upcoming` and `release_timestamp`), `ended`
+(`post_live`, `was_live`), `offline` (nothing live, or the video is gone), `blocked`
+(YouTube refuses the stream: the relay calls `block`, see `forbidden.py`) or `error`
+(see `status.py`), and the next request after that asks yt-dlp again. For the guide
+(`guide.py`), a `Resolution` keeps the live's title (yt-dlp's `fulltitle`), trimmed
+description and start (`release_timestamp`, else `timestamp`), and the failure record of
+an upcoming or ended live its title.
 
-When yt-dlp reports `available_at` (Unix time) on the formats, googlevideo refuses
-them until then: the resolution waits for it (at most `MAX_AVAILABLE_WAIT` s) before
-its first fetch, and keeps it as `Resolution.available_at`.
+When yt-dlp reports `available_at` (Unix time) on the formats, googlevideo refuses them
+until then: the resolution waits for it (at most `MAX_AVAILABLE_WAIT` s) before its
+first fetch, and keeps it as `Resolution.available_at`.
 
-A demuxed live (video-only and audio-only HLS formats, no master: yt-dlp's YouTube
-`visionos` client) gets a built master whose audio renditions are an
-`EXT-X-MEDIA:TYPE=AUDIO` group referenced by every video variant.
-
-It does not fetch media playlists or segments (`relay.py`) and does not decide when
-to refresh ahead of expiry (`service.py` does, for channels with viewers).
+It does not fetch media playlists or segments (`relay.py`) and does not decide when to
+refresh ahead of expiry (`service.py` does, for channels with viewers).
 """
 
 from __future__ import annotations
@@ -40,12 +31,13 @@ import logging
 import re
 import time
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, urlsplit
 
 from ..errors import ExtractionError, ServiceUnavailable, YtproxyError
 from . import playlist, streams
 from .channels import Channel
-from .playlist import PlaylistError, VariantFormat
+from .info import NotLive, StreamChoice, expiry_of, int_or_none, pick_stream
+from .playlist import PlaylistError
+from .status import STATUS_OF_CODE, STATUS_TTL, STATUSES, failure_error, upcoming_recheck
 from .upstream import fetch_text
 
 if TYPE_CHECKING:
@@ -53,173 +45,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# yt-dlp failures that mean "no live now", as channel statuses; any other is `error`.
-STATUS_OF_CODE = {
-    "live_not_started": "upcoming",
-    "channel_not_live": "offline",
-    "video_unavailable": "offline",
-    "private_video": "offline",
-}
-# Seconds a status is believed before the channel is asked again (upcoming: see
-# `upcoming_recheck`; blocked: the relay's backoff).
-STATUS_TTL = {"offline": 30.0, "ended": 120.0, "error": 10.0}
 # yt-dlp returns an upcoming live's info dict (live_status, release_timestamp) instead
 # of raising "This live event will begin in ..." with this option.
 LIVE_OPTIONS = {"ignore_no_formats_error": True}
 MIN_TTL = 2.0
-DESCRIPTION_LIMIT = 300
 MAX_AVAILABLE_WAIT = 15.0
 _EXPIRE_PATH = re.compile(r"/expire/(\d+)(?:/|$)")
 _ITAG = re.compile(r"(?:/itag/|[?&]itag=)(\d+)")
-
-
-class NotLive(Exception):
-    """yt-dlp found the channel, but not a live HLS stream: `status` is `upcoming`
-    (with `starts_at` when yt-dlp knows it), `ended` or `offline`."""
-
-    def __init__(
-        self,
-        status: str,
-        detail: str = "",
-        starts_at: float | None = None,
-        title: str | None = None,
-    ) -> None:
-        super().__init__(detail or status)
-        self.status = status
-        self.detail = detail or status
-        self.starts_at = starts_at
-        self.title = title  # the upcoming or ended live's, for the guide
-
-
-# yt-dlp's `live_status` values that are not a live stream, as channel statuses.
-_LIVE_STATUS = {
-    "is_upcoming": "upcoming",
-    "post_live": "ended",
-    "was_live": "ended",
-    "not_live": "offline",
-}
-
-
-def expiry_of(url: str) -> float | None:
-    """The Unix time a googlevideo-style URL expires at, if it says."""
-    parts = urlsplit(url)
-    for value in parse_qs(parts.query).get("expire", []):
-        if value.isdigit():
-            return float(value)
-    match = _EXPIRE_PATH.search(parts.path)
-    return float(match.group(1)) if match else None
-
-
-@dataclasses.dataclass(frozen=True)
-class StreamChoice:
-    stream_id: str
-    master_url: str | None
-    formats: list[VariantFormat]
-    expires_at: float | None
-    available_at: float | None = None
-    title: str = ""
-    description: str = ""
-    started_at: float | None = None
-
-
-def pick_stream(info: dict[str, Any]) -> StreamChoice:
-    status = info.get("live_status")
-    if status not in (None, "is_live") or (status is None and info.get("is_live") is False):
-        starts_at = _number_or_none(info.get("release_timestamp"))
-        title = _title(info) or None
-        raise NotLive(_LIVE_STATUS.get(str(status), "offline"), str(status), starts_at, title)
-    formats = info.get("formats") or ([info] if info.get("url") else [])
-    hls = [
-        f
-        for f in formats
-        if str(f.get("protocol") or "").startswith("m3u8")
-        and f.get("url")
-        and not (f.get("vcodec") == "none" and f.get("acodec") == "none")
-    ]
-    if not hls:
-        raise NotLive("offline", "no_hls_formats")
-    manifests = {f["manifest_url"] for f in hls if f.get("manifest_url")}
-    master_url = manifests.pop() if len(manifests) == 1 else None
-    variants: dict[str, VariantFormat] = {}
-    audio_preference = max((_audio_rank(f) for f in hls if _audio_only(f)), default=None)
-    for f in hls:
-        audio_only = _audio_only(f)
-        variants.setdefault(
-            f["url"],
-            VariantFormat(
-                url=f["url"],
-                bandwidth=int(float(f.get("tbr") or f.get("abr") or 0) * 1000),
-                width=_int_or_none(f.get("width")),
-                height=_int_or_none(f.get("height")),
-                codecs=_codecs(f),
-                frame_rate=float(f["fps"]) if f.get("fps") else None,
-                audio_only=audio_only,
-                name=_audio_name(f) if audio_only else None,
-                language=str(f["language"]) if audio_only and f.get("language") else None,
-                default=audio_only and _audio_rank(f) == audio_preference,
-            ),
-        )
-    urls = [u for u in (master_url, *variants) if u]
-    expiries = [e for e in map(expiry_of, urls) if e is not None]
-    available = [a for a in (_number_or_none(f.get("available_at")) for f in hls) if a]
-    return StreamChoice(
-        stream_id=str(info.get("id") or ""),
-        master_url=master_url,
-        formats=list(variants.values()),
-        expires_at=min(expiries) if expiries else None,
-        available_at=max(available) if available else None,
-        title=_title(info),
-        description=trimmed(str(info.get("description") or ""), DESCRIPTION_LIMIT),
-        # A live's `release_timestamp` is when it actually began; `timestamp` otherwise.
-        started_at=_number_or_none(info.get("release_timestamp"))
-        or _number_or_none(info.get("timestamp")),
-    )
-
-
-def _title(info: dict[str, Any]) -> str:
-    """The live's title as its channel gave it: yt-dlp appends the date to a live's
-    `title` and keeps the original as `fulltitle`."""
-    return " ".join(str(info.get("fulltitle") or info.get("title") or "").split())
-
-
-def trimmed(text: str, limit: int) -> str:
-    """`text` cut to at most `limit` characters, at a word when one is near."""
-    text = text.strip()
-    if len(text) <= limit:
-        return text
-    cut = text[: limit - 1]
-    space = cut.rfind(" ")
-    return (cut[:space] if space > limit * 0.8 else cut).rstrip() + "\u2026"
-
-
-def _audio_only(f: dict[str, Any]) -> bool:
-    return f.get("vcodec") == "none" and f.get("acodec") not in (None, "none")
-
-
-def _audio_rank(f: dict[str, Any]) -> tuple[int, float]:
-    """The default audio track first: yt-dlp ranks YouTube's original or default track
-    with `language_preference` (10 for the original), then by bitrate."""
-    return int(f.get("language_preference") or 0), float(f.get("tbr") or f.get("abr") or 0)
-
-
-def _audio_name(f: dict[str, Any]) -> str:
-    """What a player shows for an audio rendition, from yt-dlp's fields."""
-    note = str(f.get("format_note") or "").strip()
-    language = str(f.get("language") or "").strip()
-    return note or language or "Audio"
-
-
-def _number_or_none(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) and value > 0 else None
-
-
-def _int_or_none(value: Any) -> int | None:
-    return int(value) if isinstance(value, int | float) and value > 0 else None
-
-
-def _codecs(f: dict[str, Any]) -> str | None:
-    found = [str(f[k]) for k in ("vcodec", "acodec") if f.get(k) and f[k] != "none"]
-    return ",".join(found) or None
 
 
 def variant_key(uri: playlist.Uri) -> str:
@@ -288,7 +120,7 @@ class Resolution:
             if uri.tag == "EXT-X-STREAM-INF":
                 out.append(
                     {
-                        "bandwidth": _int_or_none(_number(uri.attributes.get("BANDWIDTH"))),
+                        "bandwidth": int_or_none(_number(uri.attributes.get("BANDWIDTH"))),
                         "resolution": uri.attributes.get("RESOLUTION"),
                         "codecs": uri.attributes.get("CODECS"),
                         "frame_rate": _number(uri.attributes.get("FRAME-RATE")),
@@ -516,9 +348,6 @@ class Resolver:
         return record
 
 
-STATUSES = ("live", "upcoming", "ended", "offline", "blocked", "error")
-
-
 async def wait_until_available(available_at: float | None) -> None:
     """Sleep until `available_at` (Unix time), for at most `MAX_AVAILABLE_WAIT` s."""
     if available_at is not None:
@@ -526,47 +355,3 @@ async def wait_until_available(available_at: float | None) -> None:
         if ahead > 0:
             log.info("stream available in %.1f s; waiting", ahead)
             await asyncio.sleep(min(ahead, MAX_AVAILABLE_WAIT))
-
-
-def upcoming_recheck(starts_at: float | None, now: float) -> float:
-    """Seconds until an upcoming channel is asked again: rarely while its start is far,
-    every few seconds around it (so a player waiting on the slate gets the live within
-    ~10 s of its start), and less often once it is late."""
-    if starts_at is None:
-        return 60.0
-    ahead = starts_at - now
-    if ahead > 3600:
-        return 600.0
-    if ahead > 600:
-        return min(300.0, ahead / 4)
-    if ahead > 60:
-        return 30.0
-    if ahead > -300:
-        return 8.0
-    return 30.0
-
-
-_STATUS_ERRORS = {
-    "upcoming": ("The live stream has not started yet", "channel_upcoming"),
-    "ended": ("The live stream has ended", "channel_ended"),
-    "offline": ("The channel is not live right now", "channel_offline"),
-    "blocked": ("YouTube refuses this channel's stream from the server", "channel_blocked"),
-}
-
-
-NOT_LIVE_CODES = frozenset({code for _, code in _STATUS_ERRORS.values()} | {"channel_unavailable"})
-
-
-def failure_error(failure: dict[str, Any]) -> ServiceUnavailable:
-    """The error a client gets for a channel that failed to resolve; never upstream text."""
-    status = str(failure.get("status", "error"))
-    retry_after = max(1, int(float(failure.get("recheck_at") or 0) - time.time())) or 10
-    if status in _STATUS_ERRORS:
-        message, code = _STATUS_ERRORS[status]
-        return ServiceUnavailable(message, code=code, retry_after=min(retry_after, 600))
-    return ServiceUnavailable(
-        f"The channel could not be resolved ({failure.get('code', 'extraction_failed')}); "
-        "try again shortly",
-        code="channel_unavailable",
-        retry_after=min(retry_after, 60),
-    )

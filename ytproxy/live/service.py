@@ -49,8 +49,9 @@ from .links import MEDIA_TOKEN_TTL, Links
 from .program import ProgramClock, program_master
 from .relay import LiveRelay, MediaPlaylist, media_payload
 from .remux import Remuxer
-from .resolver import NOT_LIVE_CODES, Resolution, Resolver
+from .resolver import Resolution, Resolver
 from .slate import Slates, SlateText
+from .status import NOT_LIVE_CODES
 from .streams import Listings, parent_id
 from .viewers import Viewers
 
