@@ -31,8 +31,9 @@ can be given three ways: an `Authorization: Bearer` header (curl, API clients), 
 `?token=` query parameter (IPTV players, which cannot send headers; the M3U carries
 it), or the `ytproxy_auth` cookie that the login page sets (browsers). The cookie holds
 a keyed hash of the token, not the token itself. Open without a token: `/health`,
-`/ready`, `/login`, `/static/`, and the inputs of a running merge
-(`/v1/download/part/`, signed and valid only while that merge runs). Relayed segment
+`/ready`, `/login`, `/static/`, the web app manifest and service worker, and the
+inputs of a running merge (`/v1/download/part/`, signed and valid only while that
+merge runs). Relayed segment
 and download URLs are not open: they carry the token too, as players and browsers
 fetch them with the same credentials as the playlist or page. A browser asking for a
 page without the token is redirected to the login page; everything else gets `401
@@ -68,7 +69,11 @@ from .web import error_response, wants_html
 log = logging.getLogger(__name__)
 
 COOKIE = "ytproxy_auth"
-OPEN_PATHS = frozenset({"/health", "/ready", "/login", "/favicon.ico"})
+# The web app manifest and service worker hold nothing private, and browsers fetch the
+# manifest without cookies.
+OPEN_PATHS = frozenset(
+    {"/health", "/ready", "/login", "/favicon.ico", "/manifest.webmanifest", "/sw.js"}
+)
 # Merge inputs: signed tokens valid only while their merge runs, fetched by our own
 # ffmpeg; exempting them keeps ACCESS_TOKEN off ffmpeg's command line (visible in ps).
 OPEN_PREFIXES = ("/static/", "/v1/download/part/")

@@ -77,6 +77,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
 def build_routes() -> list[BaseRoute]:
     shared: list[BaseRoute] = [
         Route("/", pages.index, name="index"),
+        Route("/manifest.webmanifest", pages.manifest, name="manifest"),
+        Route("/sw.js", pages.service_worker, name="service_worker"),
         Route("/health", system.health, name="health"),
         Route("/ready", system.ready, name="ready"),
         Route("/metrics", system.metrics, name="metrics"),
