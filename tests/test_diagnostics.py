@@ -166,7 +166,8 @@ async def test_diagnostics_reports_ok_with_good_cookies_and_a_live_provider(
     assert checks["redis"]["status"] == "off"
     assert checks["proxy"]["status"] == "off"
     assert set(checks) == {
-        "ytdlp", "js_runtime", "pot_provider", "proxy", "cookies", "redis", "ffmpeg", "channels"
+        "ytdlp", "js_runtime", "pot_provider", "proxy", "cookies", "redis", "ffmpeg",
+        "extractor_args", "channels",
     }  # fmt: skip
     assert fake_provider["pings"] == 1
 
@@ -264,3 +265,20 @@ def test_diagnostics_shows_each_channels_last_resolution(app_server, settings, t
     }
     page = httpx.get(server.url("/diagnostics"), headers={"Accept": "text/html"}).text
     assert 'id="channel-resolutions"' in page and "not resolved yet" in page
+
+
+def test_diagnostics_shows_the_extractor_args_yt_dlp_gets(app_server, settings) -> None:
+    args = {"youtube": {"player_client": ["web_safari", "mweb"]}}
+    server = app_server(settings, ytdlp_extractor_args=args)
+    check = checks_of(httpx.get(server.url("/api/diagnostics")).json())["extractor_args"]
+    assert check["status"] == "ok"
+    assert "youtube: player_client=web_safari,mweb" in check["message"]
+    assert check["details"]["args"] == args
+    assert server.services.extractor.params()["extractor_args"]["youtube"] == {
+        "player_client": ["web_safari", "mweb"]
+    }
+    page = httpx.get(server.url("/diagnostics?lang=zh"), headers={"Accept": "text/html"}).text
+    assert 'id="check-extractor_args"' in page and "提取器参数" in page
+    plain = app_server(settings)
+    off = checks_of(httpx.get(plain.url("/api/diagnostics")).json())["extractor_args"]
+    assert off["status"] == "off" and "player_client" in off["message"]

@@ -134,6 +134,7 @@ async def diagnose(svc: Services, *, proxy_target: str = PROXY_TARGET) -> Report
         asyncio.to_thread(lambda: check_cookies(settings.cookies_file())),
         check_redis(svc),
         _check_ffmpeg(svc),
+        asyncio.to_thread(check_extractor_args, settings.ytdlp_extractor_args),
     )
     channel_check, channels = await check_channels(svc)
     all_checks = [*checks, channel_check]
@@ -430,6 +431,19 @@ async def check_redis(svc: Services) -> Check:
             "redis", "error", Text("redis.down", {"where": where, "error": error}), details
         )
     return Check("redis", "ok", Text("redis.ok", {"where": where}), details)
+
+
+def check_extractor_args(args: dict[str, dict[str, list[str]]]) -> Check:
+    """The `YTDLP_EXTRACTOR_ARGS` in use (checked at start-up), as yt-dlp gets them."""
+    if not args:
+        return Check("extractor_args", "off", Text("extractor_args.off"), {"args": {}})
+    shown = "; ".join(
+        f"{extractor}: " + ", ".join(f"{name}={','.join(values)}" for name, values in named.items())
+        for extractor, named in args.items()
+    )
+    return Check(
+        "extractor_args", "ok", Text("extractor_args.set", {"args": shown}), {"args": args}
+    )
 
 
 async def _check_ffmpeg(svc: Services) -> Check:
