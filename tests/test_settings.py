@@ -69,6 +69,15 @@ def test_secret_values_stay_out_of_the_repr() -> None:
         ("MAX_CONCURRENT_YTDLP_REQUESTS", "1", "between 2"),
         ("SECRET_KEY", "short", "16 characters"),
         ("ACCESS_TOKEN", "has space in it", "letters"),
+        ("YTDLP_EXTRACTOR_ARGS", "youtube:player_client=web", "not JSON"),
+        ("YTDLP_EXTRACTOR_ARGS", '["youtube"]', "JSON object"),
+        ("YTDLP_EXTRACTOR_ARGS", '{"youtube": {"player_client": [1]}}', "list of strings"),
+        ("LIVE_MAX_HEIGHT", "50", "between"),
+        ("ALLOWED_HOSTS", "https://tv.example", "not a host name"),
+        ("ALLOWED_HOSTS", "*,a.example", "stand alone"),
+        ("TRUSTED_NETWORKS", "192.168.1.0/33", "not a network"),
+        ("MAX_DOWNLOADS_PER_CLIENT", "0", "between"),
+        ("MAX_HEADER_BYTES", "1K", "between"),
     ],
 )
 def test_a_bad_value_names_the_variable(name: str, value: str, words: str) -> None:
@@ -94,7 +103,13 @@ def test_dotenv_rejects_a_line_without_equals() -> None:
 
 @pytest.mark.parametrize(
     ("name", "value"),
-    [("PORT", "abc"), ("CHUNK_SIZE", "0"), ("LOG_LEVEL", "LOUD"), ("REDIS_URL", "nope://x")],
+    [
+        ("PORT", "abc"),
+        ("CHUNK_SIZE", "0"),
+        ("LOG_LEVEL", "LOUD"),
+        ("REDIS_URL", "nope://x"),
+        ("YTDLP_EXTRACTOR_ARGS", "{not json"),
+    ],
 )
 def test_python_app_py_stops_with_one_line_naming_the_variable(
     name: str, value: str, tmp_path: Path
@@ -186,3 +201,12 @@ def test_python_app_py_stops_with_one_line_on_a_bad_channels_file(tmp_path: Path
     assert len(lines) == 1, result.stderr
     assert "channel #1" in lines[0]
     assert "'id'" in lines[0]
+
+
+def test_extractor_args_accept_a_string_for_a_one_item_list() -> None:
+    settings = Settings.from_env(
+        {"YTDLP_EXTRACTOR_ARGS": '{"YouTube": {"player_client": "web_safari", "skip": ["dash"]}}'}
+    )
+    assert settings.ytdlp_extractor_args == {
+        "youtube": {"player_client": ["web_safari"], "skip": ["dash"]}
+    }
