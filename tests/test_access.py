@@ -24,7 +24,8 @@ from tests.apps import AppServer
 from ytproxy.access import COOKIE
 
 TOKEN = "test-access-token-42"
-OPEN = {"/health", "/ready", "/login"}
+# The web app manifest and its service worker hold nothing private (pages.py).
+OPEN = {"/health", "/ready", "/login", "/manifest.webmanifest", "/sw.js"}
 # Requests a browser makes for pages; API, player and metrics paths answer JSON.
 JSON_PREFIXES = ("/api/", "/v1/", "/live/", "/metrics", "/health", "/ready")
 
