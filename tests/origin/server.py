@@ -23,6 +23,8 @@ Routes (`S` = signed: `?expire=<unix s>&sig=<hmac>`; expired, forged or revoked 
   and an HLS VOD with a WebVTT subtitles rendition, under `/subs/`.
 - A video behind a sign-in (`origin.signin`, `signin.py`): `/signin/page` is 403 "Sign
   in to confirm you're not a bot" without its session cookie, a `<video>` page with it.
+- A playlist (`origin.feeds`, `feeds.py`): an RSS feed with MP4 enclosures, one of
+  which answers 404, under `/feeds/`.
 
 The DASH signature lives in the BaseURL's query string: yt-dlp uses an absolute BaseURL
 verbatim as the format URL for single-file representations, query included (only
@@ -57,6 +59,7 @@ from tests.origin.controls import (
     RequestRecord,
     Signer,
 )
+from tests.origin.feeds import FeedVideos
 from tests.origin.googlevideo import YouTube
 from tests.origin.media import HlsVariant, Media
 from tests.origin.responses import PLAN, send_bytes, send_file
@@ -88,6 +91,7 @@ class Origin:
         self.youtube = YouTube(media, lambda: self.base_url, clock)
         self.subtitles = SubtitledVideos(media, lambda: self.base_url)
         self.signin = SignInVideo(media, lambda: self.base_url)
+        self.feeds = FeedVideos(media, lambda: self.base_url)
 
     def start(self) -> None:
         if self._thread is not None:
@@ -133,6 +137,7 @@ class Origin:
                 *self.youtube.routes(),
                 *self.subtitles.routes(),
                 *self.signin.routes(),
+                *self.feeds.routes(),
             ]
         )
         runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)

@@ -9,13 +9,16 @@ muxed / video only / audio only, with download links.
 - `tasks.py`: one task's state, progress and cache record;
 - `runner.py`: the registry, semaphore, bounded queue, timeouts, joining, shutdown;
 - `formats.py`: yt-dlp's info dict → the public result and its recommendations;
+- `playlists.py`: a flat playlist listing → the playlist result, and its pages;
 - `degraded.py`: the result's `warnings` when YouTube answered with less (PO token,
   SABR, JS challenges, only format 18, `available_at`);
 - `endpoints.py`: the two HTTP endpoints (JSON for curl, fragments for HTMX).
 
-Playlists and channel pages are refused with `playlist_not_supported` (the extractor
-runs yt-dlp with `noplaylist` and rejects what still comes back as a playlist): one
-task analyses one video. A person who wants several videos submits each watch URL.
+A playlist or channel URL is listed, not refused: its result has `type: "playlist"`
+and the entries (`playlists.py`), paged on the task (`?page=N`); each entry's URL is
+analysed like any other, from the page or the API, and chosen entries download as
+one ZIP (`ytproxy/download/archive.py`). A video's result has `type: "video"`. A watch
+URL that also names a playlist (`&list=`) is the video (yt-dlp's `noplaylist`).
 """
 
 from __future__ import annotations

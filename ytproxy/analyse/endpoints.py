@@ -7,12 +7,13 @@
 - `GET /v1/tasks/{task_id}` (`task_status`): `{task_id, url, state, progress, stage,
   error, result}`; an HTMX request gets the fragment (progress, result card or error).
   Download links are made here, each time a result is served, so they always carry
-  their full `LINK_TTL`.
+  their full `LINK_TTL`. A playlist's result holds one page of its entries:
+  `?page=N` (from 1) and `?per_page=M` (1–100, default 100) choose it (`invalid_page`).
 
 Input errors (all 4xx, `{"error": {"code", "message"}}`): `payload_too_large` (413,
 body over `MAX_BODY` bytes), `unsupported_content_type`, `invalid_json`,
-`invalid_form`, `missing_field`, `invalid_url`, `url_too_long`, `unresolvable_host`
-(400), `forbidden_address` (403), `rate_limited` and `queue_full` (429, with
+`invalid_form`, `missing_field`, `invalid_url`, `url_too_long`, `unresolvable_host`,
+`invalid_page` (400), `forbidden_address` (403), `rate_limited` and `queue_full` (429, with
 `Retry-After`), `task_not_found` (404).
 
 This module parses and renders; the rules live in `ytproxy/urlguard.py`, the work in
@@ -39,6 +40,7 @@ from ..errors import BadRequest, NotFound, PayloadTooLarge, TooManyRequests
 from ..images import image_path
 from ..services import Services, services
 from ..urlguard import check_url
+from .playlists import PAGE_SIZE, page_count, page_of
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +69,7 @@ async def analyze(request: Request) -> Response:
         if status is not None:
             # A cached URL completes at once: its result card needs its download links.
             if status["result"] is not None:
-                status["result"] = with_links(svc, status["url"], status["result"])
+                status["result"] = served_result(svc, status["url"], status["result"])
             return _fragment(request, svc, status, 202, headers)
     return JSONResponse(
         {"task_id": task_id, "status_url": status_url}, status_code=202, headers=headers
@@ -80,7 +82,8 @@ async def task_status(request: Request) -> Response:
     if status is None:
         raise NotFound("There is no task with this id (it may have expired)", code="task_not_found")
     if status["result"] is not None:
-        status["result"] = with_links(svc, status["url"], status["result"])
+        page, per_page = _page_params(request)
+        status["result"] = served_result(svc, status["url"], status["result"], page, per_page)
     if _is_htmx(request):
         return _fragment(request, svc, status, 200, _NO_STORE)
     return JSONResponse(status, headers=_NO_STORE)
@@ -93,7 +96,7 @@ async def read_url(request: Request) -> object:
         raise BadRequest(
             "Send the URL as JSON (application/json) or as a form", code="unsupported_content_type"
         )
-    body = await _read_body(request)
+    body = await read_body(request)
     if content_type == _JSON:
         data = client_json(body)
         if not isinstance(data, dict):
@@ -104,6 +107,46 @@ async def read_url(request: Request) -> object:
     if value is None or (isinstance(value, str) and not value.strip()):
         raise BadRequest("The field `url` is required", code="missing_field")
     return value
+
+
+def served_result(
+    svc: Services, url: str, result: dict[str, Any], page: int = 1, per_page: int = PAGE_SIZE
+) -> dict[str, Any]:
+    """A result as a client gets it: a video's with its links, a playlist's one page."""
+    if result.get("type") == "playlist":
+        return playlist_page(svc, result, page, per_page)
+    return with_links(svc, url, result)
+
+
+def playlist_page(
+    svc: Services, result: dict[str, Any], page: int, per_page: int
+) -> dict[str, Any]:
+    """Page `page` of a playlist result, its thumbnails through the gateway."""
+    if page > page_count(result, per_page):
+        raise BadRequest(
+            f"This playlist has {page_count(result, per_page)} pages", code="invalid_page"
+        )
+    served = page_of(result, page, per_page)
+    served["thumbnail_url"] = (
+        image_path(svc.signer, str(result["thumbnail"])) if result.get("thumbnail") else None
+    )
+    for entry in served["entries"]:
+        entry["thumbnail_url"] = (
+            image_path(svc.signer, str(entry["thumbnail"])) if entry.get("thumbnail") else None
+        )
+    return served
+
+
+def _page_params(request: Request) -> tuple[int, int]:
+    values = []
+    for name, default, high in (("page", 1, 1_000_000), ("per_page", PAGE_SIZE, PAGE_SIZE)):
+        raw = request.query_params.get(name, str(default))
+        if not raw.isdigit() or not 1 <= int(raw) <= high:
+            raise BadRequest(
+                f"`{name}` must be a whole number from 1 to {high}", code="invalid_page"
+            )
+        values.append(int(raw))
+    return values[0], values[1]
 
 
 def with_links(svc: Services, url: str, result: dict[str, Any]) -> dict[str, Any]:
@@ -198,7 +241,7 @@ def _too_deep(text: str) -> bool:
     return False
 
 
-async def _read_body(request: Request) -> bytes:
+async def read_body(request: Request) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():

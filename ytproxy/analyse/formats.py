@@ -92,6 +92,7 @@ def build_result(info: dict[str, Any], now: float | None = None) -> dict[str, An
         for entry in entries:
             entry.pop("_language_preference", None)
     return {
+        "type": "video",
         "id": info.get("id"),
         "title": info.get("title") or info.get("id") or "video",
         "uploader": info.get("uploader"),

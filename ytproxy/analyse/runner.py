@@ -41,6 +41,7 @@ from ..extractor import human_message
 from ..flights import Flights
 from ..sources import store_sources, url_key
 from .formats import build_result, has_media
+from .playlists import build_playlist, is_playlist
 from .tasks import (
     HEARTBEAT_INTERVAL,
     STALE_AFTER,
@@ -276,23 +277,30 @@ class TaskRunner:
             task.url,
             lane="analyse",
             on_event=on_event,
-            # A playlist comes back unresolved, to be refused at once (not after
-            # extracting every entry only to reject the whole).
+            # A playlist or channel is listed flat (its entries are not each extracted),
+            # and no further than PLAYLIST_MAX_ENTRIES (analyse/playlists.py).
             # Asking for subtitles (never downloaded here) makes yt-dlp warn when a
             # missing PO token costs subtitle languages (analyse/degraded.py).
             options={
                 "extract_flat": "in_playlist",
+                "playlistend": services.settings.playlist_max_entries,
                 "writesubtitles": True,
                 "writeautomaticsub": True,
             },
+            allow_playlist=True,
         )
         task.classifying()
         await self._save(task, force=True)
+        key = result_key(task.url_hash)
+        if is_playlist(info):
+            playlist = build_playlist(info, services.settings.playlist_max_entries)
+            await services.cache.set(key, playlist, services.settings.result_ttl)
+            task.complete(key)
+            return
         result = build_result(info)
         if not has_media(result):
             raise ExtractionError(human_message("unsupported_url"), code="unsupported_url")
         ttl = LIVE_RESULT_TTL if result["is_live"] else services.settings.result_ttl
-        key = result_key(task.url_hash)
         await services.cache.set(key, result, min(ttl, services.settings.result_ttl))
         await store_sources(services, task.url, info)
         task.complete(key)

@@ -2,7 +2,9 @@
 
 A task moves through `pending` → `running` → `completed` | `failed`, and within that
 through the progress stages `queued` (0 %), `extracting` (5–85 %, advanced by each
-line yt-dlp logs: pages, players, manifests), `classifying` (90 %) and `done` (100 %).
+line yt-dlp logs: pages, players, manifests), `listing` (a playlist's entries arriving:
+yt-dlp's "Downloading item i of n" moves it to 5 + 80·i/n %, and each "Downloading
+page" line to the next step), `classifying` (90 %) and `done` (100 %).
 
 The record under `task:<id>` is what any instance answers a poll from. It names the
 result by its cache key (`result:<url hash>`) rather than embedding it: many tasks
@@ -32,6 +34,9 @@ _TASK_ID = re.compile(r"[0-9a-f]{32}")  # fullmatch: `$` also matches before a f
 
 # yt-dlp lines that mean a large step of the extraction is done.
 _BIG_STEPS = ("manifest", "m3u8", "mpd", "player", "webpage", "api json", "formats")
+# yt-dlp's lines while it lists a playlist (flat): the playlist opens, pages, entries.
+_PLAYLIST = re.compile(r"downloading playlist:|: downloading \d+ items|downloading page \d+", re.I)
+_ITEM = re.compile(r"downloading item (\d+) of (\d+)", re.I)
 
 
 def new_task_id() -> str:
@@ -78,12 +83,19 @@ class Task:
 
     def advance(self, message: str) -> bool:
         """Account for one yt-dlp log line; True when the percentage moved."""
-        if self.stage != "extracting":
+        if self.stage not in {"extracting", "listing"}:
             return False
-        lowered = message.lower()
-        self.events += 3 if any(step in lowered for step in _BIG_STEPS) else 1
-        # Approaches 85 % without reaching it: the number of lines is not known ahead.
-        progress = 5 + int(80 * (1 - 0.85**self.events))
+        item = _ITEM.search(message)
+        if item is not None or _PLAYLIST.search(message):
+            self.stage = "listing"
+        if item is not None:
+            done, total = int(item.group(1)), max(1, int(item.group(2)))
+            progress = 5 + int(80 * min(done, total) / total)
+        else:
+            lowered = message.lower()
+            self.events += 3 if any(step in lowered for step in _BIG_STEPS) else 1
+            # Approaches 85 % without reaching it: the number of lines is not known ahead.
+            progress = 5 + int(80 * (1 - 0.85**self.events))
         if progress <= self.progress:
             return False
         self.progress = progress

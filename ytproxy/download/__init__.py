@@ -7,6 +7,7 @@
     fragments.py   HLS/DASH fragments relayed as one stream
     merge.py       video + audio muxed by ffmpeg on a pipe
     subtitles.py   a subtitle track as WebVTT or SRT (HLS renditions joined)
+    archive.py     a playlist's chosen entries as one streamed ZIP
     upstream.py    a format's upstream URL, its requests and its renewal
     transfers.py   the registry of active downloads and its limit
     headers.py     Range, Content-Range, Content-Disposition, Content-Type
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute, Route
 
-from . import endpoints, subtitles
+from . import archive, endpoints, subtitles
 
 
 def routes() -> list[BaseRoute]:
@@ -38,4 +39,8 @@ def routes() -> list[BaseRoute]:
         ),
         Route("/v1/download/{token}", endpoints.download, methods=["GET", "HEAD"], name="download"),
         Route("/v1/transfers", endpoints.transfers, methods=["GET"], name="transfers"),
+        Route("/v1/zip", archive.zip_create, methods=["POST"], name="zip_create"),
+        Route(
+            "/v1/zip/{token}", archive.zip_download, methods=["GET", "HEAD"], name="zip_download"
+        ),
     ]

@@ -57,15 +57,15 @@ async def download(request: Request) -> Response:
         fmt = formats[0]
         naming = Naming(title, wanted or str(fmt.get("ext") or "mp4"), _audio_only(fmt))
         byte_range = parse_range(request.headers.get("range"))
-        mode = _mode(fmt)
+        mode = mode_of(fmt)
 
-        def single_body(transfer: Transfer) -> Body:
-            return _single(svc, source_url, fmt, naming, byte_range, head_only)
+        def one_format(transfer: Transfer) -> Body:
+            return single_body(svc, source_url, fmt, naming, byte_range, head_only)
 
-        make_body: Callable[[Transfer], Body] = single_body
+        make_body: Callable[[Transfer], Body] = one_format
     else:
         mode = "merge"
-        make_body = _merge(request, svc, source_url, formats, title, wanted, head_only)
+        make_body = merge_body(request, svc, source_url, formats, title, wanted, head_only)
     begin = _begin(svc, mode, format_ids, title, client, head_only)
     return DownloadResponse(request, make_body, begin)
 
@@ -78,13 +78,13 @@ async def download_part(request: Request) -> Response:
         raise NotFound("The merge this input belongs to has ended", code="transfer_not_found")
     source_url, format_id = str(part.get("u")), str(part.get("f"))
     fmt = _find(await load_sources(svc, source_url), format_id)
-    _mode(fmt)
+    mode_of(fmt)
     naming = Naming(parent.title, str(fmt.get("ext") or "bin"), _audio_only(fmt))
     byte_range = parse_range(request.headers.get("range"))
     head_only = request.method == "HEAD"
 
     def make_body(transfer: Transfer) -> Body:
-        return _single(svc, source_url, fmt, naming, byte_range, head_only)
+        return single_body(svc, source_url, fmt, naming, byte_range, head_only)
 
     def begin() -> Transfer:
         return svc.transfers.begin("part", [format_id], parent.title, parent=parent.id)
@@ -105,7 +105,7 @@ def _find(sources: dict[str, Any], format_id: str) -> dict[str, Any]:
     return fmt
 
 
-def _mode(fmt: dict[str, Any]) -> str:
+def mode_of(fmt: dict[str, Any]) -> str:
     protocol = str(fmt.get("protocol") or "https")
     if protocol in _FILE_PROTOCOLS:
         return "single"
@@ -118,7 +118,7 @@ def _audio_only(fmt: dict[str, Any]) -> bool:
     return fmt.get("vcodec") == "none" and fmt.get("acodec") not in (None, "none")
 
 
-def _single(
+def single_body(
     svc: Services,
     source_url: str,
     fmt: dict[str, Any],
@@ -128,7 +128,7 @@ def _single(
 ) -> Body:
     upstream = Upstream(svc, source_url, fmt)
     chunk = svc.settings.chunk_size
-    if _mode(fmt) == "fragments":
+    if mode_of(fmt) == "fragments":
         return FragmentRelay(upstream, chunk_size=chunk, naming=naming, head_only=head_only)
     return RangedRelay(
         upstream,
@@ -140,7 +140,7 @@ def _single(
     )
 
 
-def _merge(
+def merge_body(
     request: Request,
     svc: Services,
     source_url: str,
@@ -157,7 +157,7 @@ def _merge(
         )
     video, audio = _pair(formats)
     for fmt in (video, audio):
-        _mode(fmt)
+        mode_of(fmt)
     container = choose_container(video.get("vcodec"), audio.get("acodec"), wanted)
     naming = Naming(title, container)
     base = loopback_base(request, svc.settings)

@@ -93,6 +93,11 @@ class Transfer:
         if self.registry is not None and self.parent is None:
             self.registry.count_bytes(n)
 
+    def working(self) -> None:
+        """The gateway itself is busy for this transfer (a ZIP analysing its next entry),
+        which is not a client that stopped reading."""
+        self._handed = time.monotonic()
+
     @property
     def idle(self) -> float:
         """Seconds since the client last took a chunk (or since the response started)."""
