@@ -37,7 +37,7 @@ from ytproxy.signing import Signer
 MIB = 1024 * 1024
 GIB = 1024 * MIB
 _BLOCK = MIB
-SIZES = {"100m": 100 * MIB, "1g": GIB, "4g": 4 * GIB, "256m": 256 * MIB}
+SIZES = {"100m": 100 * MIB, "1g": GIB, "2g": 2 * GIB, "4g": 4 * GIB, "256m": 256 * MIB}
 CONCURRENT = 20
 
 
@@ -86,7 +86,20 @@ def _serve_upstream(port: int) -> None:
             pass
         return response
 
+    async def feed(request: web.Request) -> web.StreamResponse:
+        # A playlist (RSS, as yt-dlp's generic extractor reads it) of the files named
+        # in `?files=a,b` (bench/zip.py).
+        base = f"http://{request.host}"
+        items = "".join(
+            f"<item><title>file {name}</title>"
+            f'<enclosure url="{base}/file/{name}.mp4" type="video/mp4" length="1"/></item>'
+            for name in request.query.get("files", "100m").split(",")
+        )
+        body = f'<?xml version="1.0"?><rss version="2.0"><channel><title>bench</title>{items}'
+        return web.Response(text=body + "</channel></rss>", content_type="application/rss+xml")
+
     app = web.Application()
+    app.router.add_get("/feed.rss", feed)
     app.router.add_get("/watch/{name}", watch)
     app.router.add_get("/file/{name}.mp4", file)
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
