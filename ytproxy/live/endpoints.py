@@ -11,6 +11,7 @@ The M3U and `/api/channels` read only what is cached: they never wait on yt-dlp.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -21,7 +22,7 @@ from ..images import image_path
 from ..services import services
 from . import playlist
 from .channels import Channel
-from .fanout import FetchResponse
+from .fanout import Fetch, FetchResponse
 from .guide import guide_id
 from .links import Links, open_media, open_variant
 from .service import LiveService
@@ -166,41 +167,35 @@ def _playlist_response(request: Request, body: str) -> Response:
 
 
 async def media_relay(request: Request) -> Response:
-    svc = services(request)
-    params = request.path_params
-    payload = open_media(svc.signer, params["channel_id"], params["token"])
-    channel = _watched(request)
-    fetch = svc.live.media(channel, payload)
-    await fetch.ready()
-    counter = svc.metrics.relayed_bytes.labels("live_" + str(payload.get("k", "segment")))
-    return FetchResponse(
-        fetch, svc.settings.chunk_size, {"Cache-Control": "private, max-age=300"}, counter.inc
-    )
+    """A segment, key, map or part, fetched once for every viewer."""
+    return await _relay(request, LiveService.media)
 
 
 async def audio_relay(request: Request) -> Response:
     """The audio of a muxed segment (radio entries), taken once for every listener."""
-    svc = services(request)
-    params = request.path_params
-    payload = open_media(svc.signer, params["channel_id"], params["token"])
-    channel = _watched(request)
-    fetch = svc.live.audio_segment(channel, payload)
-    await fetch.ready()
-    counter = svc.metrics.relayed_bytes.labels("live_audio")
-    return FetchResponse(
-        fetch, svc.settings.chunk_size, {"Cache-Control": "private, max-age=300"}, counter.inc
-    )
+    return await _relay(request, LiveService.audio_segment, label="audio")
 
 
 async def muxed_relay(request: Request) -> Response:
     """A demuxed live's video segment muxed with its audio (the program behind the slate)."""
+    return await _relay(request, LiveService.muxed_segment, label="muxed")
+
+
+async def _relay(
+    request: Request,
+    fetch_of: Callable[[LiveService, Channel, dict[str, Any]], Fetch],
+    *,
+    label: str | None = None,
+) -> Response:
+    """Stream a shared fetch named by a signed media token of the request's channel."""
     svc = services(request)
     params = request.path_params
     payload = open_media(svc.signer, params["channel_id"], params["token"])
     channel = _watched(request)
-    fetch = svc.live.muxed_segment(channel, payload)
+    fetch = fetch_of(svc.live, channel, payload)
     await fetch.ready()
-    counter = svc.metrics.relayed_bytes.labels("live_muxed")
+    kind = label or str(payload.get("k", "segment"))
+    counter = svc.metrics.relayed_bytes.labels("live_" + kind)
     return FetchResponse(
         fetch, svc.settings.chunk_size, {"Cache-Control": "private, max-age=300"}, counter.inc
     )

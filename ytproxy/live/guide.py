@@ -24,8 +24,8 @@ has not given (a channel never resolved shows as offline until it is).
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
+import functools
 import hashlib
 import logging
 import math
@@ -35,6 +35,7 @@ import xml.etree.ElementTree as ET
 from typing import Any
 
 from ..errors import YtproxyError
+from ..flights import Flights
 from .channels import Channel
 from .info import DESCRIPTION_LIMIT, trimmed
 from .resolver import Resolution, Resolver
@@ -180,12 +181,11 @@ class GuideWarmer:
         self._resolver = resolver
         self._limit = limit
         self._interval = interval
-        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._tasks = Flights()
         self._started: dict[str, float] = {}
 
     def warm(self, channels: list[Channel]) -> None:
         now = time.monotonic()
-        self._tasks = {k: t for k, t in self._tasks.items() if not t.done()}
         self._started = {k: t for k, t in self._started.items() if now - t < self._interval}
         for channel in channels:
             if len(self._tasks) >= self._limit:
@@ -193,9 +193,7 @@ class GuideWarmer:
             if channel.id in self._tasks or channel.id in self._started:
                 continue
             self._started[channel.id] = now
-            self._tasks[channel.id] = asyncio.create_task(
-                self._resolve(channel), name=f"guide warm {channel.id}"
-            )
+            self._tasks.start(channel.id, functools.partial(self._resolve, channel))
 
     async def _resolve(self, channel: Channel) -> None:
         try:
@@ -209,11 +207,7 @@ class GuideWarmer:
 
     async def settled(self) -> None:
         """Wait for the resolutions under way (tests)."""
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        await self._tasks.wait()
 
     async def close(self) -> None:
-        tasks = list(self._tasks.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        self._tasks.clear()
+        await self._tasks.close()

@@ -24,8 +24,8 @@ out of the index at the next listing (its URL then answers 404).
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
+import functools
 import hashlib
 import logging
 import time
@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ..errors import YtproxyError
+from ..flights import Flights
 from .channels import Channel, pick_pattern
 
 if TYPE_CHECKING:
@@ -164,7 +165,7 @@ class Listings:
 
     def __init__(self, services: Services) -> None:
         self._svc = services
-        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._tasks = Flights()
         self._failed: dict[str, float] = {}
         # derived id -> virtual channel, from the newest listing of each parent.
         self._index: dict[str, Channel] = {}
@@ -199,7 +200,7 @@ class Listings:
 
     async def settled(self) -> None:
         """Wait for the listings under way (tests)."""
-        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        await self._tasks.wait()
 
     def _remember(self, channel: Channel, entries: list[LiveEntry]) -> list[Channel]:
         lives = [virtual_channel(channel, e) for e in current_lives(entries, channel.pick)]
@@ -211,14 +212,9 @@ class Listings:
         return lives
 
     def _start(self, channel: Channel) -> None:
-        task = self._tasks.get(channel.id)
-        if task is not None and not task.done():
-            return
         if time.monotonic() - self._failed.get(channel.id, -1e9) < _RETRY_AFTER_FAILURE:
             return
-        self._tasks[channel.id] = asyncio.create_task(
-            self._refresh(channel), name=f"live listing {channel.id}"
-        )
+        self._tasks.start(channel.id, functools.partial(self._refresh, channel))
 
     async def _refresh(self, channel: Channel) -> None:
         try:
@@ -239,8 +235,4 @@ class Listings:
         log.info("channel %s: %d current live(s) listed", channel.id, len(lives))
 
     async def close(self) -> None:
-        tasks = list(self._tasks.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        self._tasks.clear()
+        await self._tasks.close()
