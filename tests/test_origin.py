@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import httpx
@@ -358,17 +359,26 @@ def test_fail_once_fails_only_the_next_matching_request(origin: Origin, http: ht
     assert http.get(url).status_code == 200
 
 
-def test_add_latency_delays_matching_requests_until_cleared(
+def test_add_latency_holds_matching_requests_back_until_cleared(
     origin: Origin, http: httpx.Client
 ) -> None:
-    origin.add_latency("/watch/", 0.3)
-    started = time.monotonic()
-    assert http.get(origin.vod_url).status_code == 302
-    assert time.monotonic() - started >= 0.3
-    origin.clear_faults()
-    started = time.monotonic()
-    http.get(origin.vod_url)
-    assert time.monotonic() - started < 0.3
+    # Order, not time: requests sent after the held one are answered before it.
+    origin.add_latency("/watch/", 5)
+    parts = urlsplit(origin.vod_url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=30) as held:
+        held.sendall(f"GET {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\n\r\n".encode())
+        deadline = time.monotonic() + 30  # guards against a hang only
+        while origin.count(parts.path) == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        other = http.get(origin.signed_url("/vod/video.mp4"), headers={"Range": "bytes=0-9"})
+        assert other.status_code == 206
+        origin.clear_faults()
+        assert http.get(origin.vod_url).status_code == 302
+        held.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            held.recv(1)  # still held back
+        held.setblocking(True)
+        assert held.recv(65536).startswith(b"HTTP/1.1 302")
 
 
 def test_drop_after_cuts_the_body_then_recovers(
