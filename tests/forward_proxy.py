@@ -16,19 +16,11 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import ipaddress
 import threading
 from types import TracebackType
 from urllib.parse import urlsplit
 
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+from ytproxy.urlguard import is_loopback_host
 
 
 class ForwardProxy:
@@ -120,7 +112,7 @@ class ForwardProxy:
         if parts.query:
             path += "?" + parts.query
         self._record(f"{host}:{port}", path)
-        if not _loopback(host):
+        if not is_loopback_host(host):
             await _reply(writer, 403, "this test proxy only reaches loopback")
             return
         try:
@@ -150,7 +142,7 @@ class ForwardProxy:
         self, host: str, port: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         self._record(f"{host}:{port}", "CONNECT")
-        if not _loopback(host):
+        if not is_loopback_host(host):
             await _reply(writer, 403, "this test proxy only reaches loopback")
             return
         try:

@@ -8,7 +8,6 @@ the channel and field), and exit status 2; no traceback.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import sys
 
@@ -19,6 +18,7 @@ from .live.channels import ChannelsError, load_channels
 from .logs import configure_logging
 from .server import uvicorn_config
 from .settings import Settings, SettingsError, load_environment
+from .urlguard import is_loopback_host
 
 log = logging.getLogger(__name__)
 
@@ -35,19 +35,10 @@ def main() -> None:
         sys.stderr.write(f"ytproxy: invalid channels file: {exc}\n")
         raise SystemExit(2) from None
     configure_logging(settings)
-    if settings.access_token is None and not _is_loopback(settings.host):
+    if settings.access_token is None and not is_loopback_host(settings.host):
         log.warning(
             "Listening on %s without ACCESS_TOKEN: anyone who can reach this port can use "
             "the gateway. Set ACCESS_TOKEN in .env.",
             settings.host,
         )
     uvicorn.Server(uvicorn_config(create_app(settings), settings)).run()
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

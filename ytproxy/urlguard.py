@@ -123,6 +123,14 @@ def is_public(address: IPAddress) -> bool:
     return address.is_global
 
 
+def is_loopback_host(host: str) -> bool:
+    """`localhost` or a loopback address (127.0.0.0/8, ::1)."""
+    if host == "localhost":
+        return True
+    literal = _literal(host)
+    return literal is not None and literal.is_loopback
+
+
 def _literal(host: str) -> IPAddress | None:
     try:
         return ipaddress.ip_address(host.strip("[]"))
