@@ -367,3 +367,33 @@ def test_the_result_and_the_channels_page_fit_a_phone(
     play.scroll_into_view_if_needed()
     expect(play).to_be_in_viewport()
     assert phone_page.evaluate(overflow) <= 0, "the channels page is wider than the phone"
+
+
+def test_a_radio_entry_plays_in_the_channels_page(
+    page: Page, app_server: StartApp, settings: Settings, origin: Origin, tmp_path: Path
+) -> None:
+    vid = "uiradio0001"
+    origin.youtube.add_live(vid, handle="uiradio", flavour="muxed")
+    channels = tmp_path / "radio-channels.toml"
+    channels.write_text(
+        f'[[channel]]\nid = "fm"\nname = "Radio Test"\nurl = "{origin.youtube.watch_url(vid)}"\n'
+        "radio = true\n",
+        encoding="utf-8",
+    )
+    app = app_server(settings, channels_file=channels)
+    audio_requests: list[str] = []
+    page.on("request", lambda r: audio_requests.append(r.url) if "/live/fm/a/" in r.url else None)
+    page.goto(app.url("/channels"))
+    card = page.locator("#channel-fm")
+    card.get_by_role("button", name="Listen Radio Test").click()
+    player = page.locator("#player")
+    expect(player.get_by_role("heading")).to_contain_text("Radio Test (radio)")
+    page.wait_for_function(
+        "document.querySelector('#player video').currentTime > 0.5", timeout=30_000
+    )
+    start = player.locator("video").evaluate("v => v.currentTime")
+    page.wait_for_function(
+        f"document.querySelector('#player video').currentTime >= {start + 4}", timeout=30_000
+    )
+    assert audio_requests, "the page did not play the audio-only segments"
+    expect(player.locator("[data-player-error]")).to_be_hidden()
