@@ -43,7 +43,7 @@ format: install-test
 	$(BIN)/ruff check --fix .
 
 bench: install-test
-	bash scripts/install-system-deps.sh test
+	bash scripts/install-system-deps.sh bench
 	$(BIN)/python -m bench
 
 screenshots: install-test

@@ -6,10 +6,16 @@
 #         VLC (cvlc, vlc-plugin-base for HLS: the player tests), xmltv-util
 #         (tv_validate_file and the XMLTV DTD: the guide's tests);
 #         the font also makes the browser tests and screenshots render the zh pages
+#   bench: the same as test, and nginx-light and wrk (bench/compare.py's baseline and load)
 # As root it uses apt-get; otherwise it says what to install and, for `run`, goes on.
 set -euo pipefail
 mode=${1:-run}
 declare -A wanted=([ffmpeg]=ffmpeg [ffprobe]=ffmpeg)
+if [[ $mode == bench ]]; then
+  wanted+=([nginx]=nginx-light [wrk]=wrk [curl]=curl)
+  PATH=$PATH:/usr/sbin
+  mode=test
+fi
 if [[ $mode == test ]]; then
   wanted+=([redis-server]=redis-server [chromium]=chromium [promtool]=prometheus [cvlc]=vlc-bin)
   wanted+=([tv_validate_file]=xmltv-util)

@@ -36,6 +36,7 @@ import dataclasses
 import logging
 import secrets
 import time
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from ..errors import TooManyRequests
@@ -134,6 +135,9 @@ class Transfers:
     def __init__(self, services: Services) -> None:
         self._services = services
         self._active: dict[str, Transfer] = {}
+        # Running downloads (a merge's inputs not included), kept as they come and go:
+        # `admit` runs on every request and must not walk every transfer.
+        self._running: Counter[str] = Counter()
         self._closing = False
         self._watchdog: asyncio.Task[None] | None = None
 
@@ -179,6 +183,7 @@ class Transfers:
         )
         self._active[transfer.id] = transfer
         if parent is None:
+            self._running[client] += 1
             self._services.metrics.active_downloads.inc()
             if self._watchdog is None:
                 self._watchdog = asyncio.create_task(self._watch(), name="transfers-watchdog")
@@ -197,11 +202,7 @@ class Transfers:
 
     def count(self, client: str | None = None) -> int:
         """Downloads running (a merge's inputs not included), all or from one client."""
-        return sum(
-            1
-            for t in self._active.values()
-            if t.parent is None and (client is None or t.client == client)
-        )
+        return self._running.total() if client is None else self._running[client]
 
     def listing(self) -> list[dict[str, Any]]:
         top = [t for t in self._active.values() if t.parent is None]
@@ -218,6 +219,9 @@ class Transfers:
             if parent is not None and transfer.outcome == "failed":
                 parent.problems += 1
             return
+        self._running[transfer.client] -= 1
+        if self._running[transfer.client] <= 0:
+            del self._running[transfer.client]
         metrics = self._services.metrics
         metrics.active_downloads.dec()
         metrics.downloads.labels(transfer.mode, transfer.outcome).inc()
