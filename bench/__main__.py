@@ -10,7 +10,7 @@ import importlib
 import sys
 import time
 
-BENCHMARKS = ("resolve", "live_fanout", "analyze", "download", "zip", "hostile")
+BENCHMARKS = ("compare", "resolve", "live_fanout", "analyze", "download", "zip", "hostile")
 
 
 def main(names: list[str]) -> int:
