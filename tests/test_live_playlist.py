@@ -11,9 +11,10 @@ from __future__ import annotations
 import pytest
 
 from ytproxy.live import playlist
-from ytproxy.live.info import NotLive, expiry_of, pick_stream
+from ytproxy.live.info import NotLive, pick_stream
 from ytproxy.live.playlist import Uri
 from ytproxy.live.resolver import make_resolution, resolution_ttl, variant_key
+from ytproxy.upstream import expiry_of
 
 BASE = "https://up.example/hls/ch/index.m3u8?expire=1700000000&sig=abc"
 

@@ -19,11 +19,11 @@ import pytest
 from tests.apps import AppServer
 from tests.origin import Origin
 from tests.test_live_relay import uri_lines, write_channels
-from ytproxy.bodies import BodyTooLarge
 from ytproxy.cache import MemoryCache
 from ytproxy.live.fanout import Fetch, SegmentBuffer
 from ytproxy.metrics import Metrics
 from ytproxy.settings import Settings
+from ytproxy.upstream import BodyTooLarge
 
 
 class Clock:

@@ -25,8 +25,8 @@ from urllib.parse import urljoin
 
 import aiohttp
 
-from ..bodies import read_capped
 from ..errors import UpstreamError, YtproxyError
+from ..upstream import REFUSED, read_capped, retryable
 from .headers import Naming, parse_content_range
 from .response import Head
 from .upstream import NETWORK_ERRORS, Attempts, Upstream, read_block, release
@@ -35,8 +35,6 @@ log = logging.getLogger(__name__)
 
 HLS_PROTOCOLS = frozenset({"m3u8", "m3u8_native"})
 DASH_PROTOCOLS = frozenset({"http_dash_segments"})
-_REFUSED = {403, 404, 410}
-_RETRYABLE = {408, 425, 429, 500, 502, 503, 504}
 _MAX_PLAYLIST = 8 * 1024 * 1024
 
 
@@ -212,14 +210,14 @@ class FragmentRelay:
         return True
 
     async def _failed_status(self, status: int, *, relist: bool) -> None:
-        if status in _REFUSED:
+        if status in REFUSED:
             await self._up.renew()
             if relist:
                 count = len(self._urls)
                 await self._list()
                 if len(self._urls) != count:
                     raise unsupported("The format's fragments changed on re-extraction")
-        elif status in _RETRYABLE or status == 206:
+        elif retryable(status) or status == 206:
             await self._attempts.failed(f"upstream answered {status}")
         else:
             raise UpstreamError(f"The upstream answered {status}")

@@ -32,6 +32,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 
 from ..errors import RangeNotSatisfiable, UpstreamError
+from ..upstream import REFUSED, retryable
 from .headers import ByteRange, Naming, content_range, parse_content_range
 from .response import Head
 from .upstream import NETWORK_ERRORS, Attempts, Upstream, read_block, release
@@ -40,8 +41,6 @@ log = logging.getLogger(__name__)
 
 # A piece never shrinks below this: smaller ranges only multiply requests.
 MIN_PIECE = 1024 * 1024
-_REFUSED = {403, 404, 410}
-_RETRYABLE = {408, 425, 429, 500, 502, 503, 504}
 
 
 class RangedRelay:
@@ -181,9 +180,9 @@ class RangedRelay:
                 _, _, total = parse_content_range(response.headers.get("Content-Range"))
                 self.size = total if total is not None else self.size
                 return False
-            if status in _REFUSED:
+            if status in REFUSED:
                 await self._refused(status)
-            elif status in _RETRYABLE:
+            elif retryable(status):
                 await self._attempts.failed(f"upstream answered {status}")
             else:
                 raise UpstreamError(f"The upstream answered {status}")

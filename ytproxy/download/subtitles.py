@@ -41,11 +41,11 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from webvtt.errors import MalformedFileError
 
-from ..bodies import read_capped
 from ..captions import KINDS
 from ..errors import Forbidden, NotFound, UpstreamError, YtproxyError
 from ..services import Services, services
 from ..sources import load_sources
+from ..upstream import REFUSED, read_capped
 from .fragments import HLS_PROTOCOLS, parse_media_playlist
 from .headers import content_disposition
 from .links import read_subtitle
@@ -53,7 +53,6 @@ from .upstream import NETWORK_ERRORS, release
 
 MAX_SUBTITLE_BYTES = 8 * 1024 * 1024
 _MAX_PLAYLIST = 1024 * 1024
-_REFUSED = {403, 404, 410}
 _TYPES = {"vtt": "text/vtt; charset=utf-8", "srt": "application/x-subrip; charset=utf-8"}
 # 33-bit MPEG-TS clock at 90 kHz.
 _TS_WRAP = 1 << 33
@@ -161,7 +160,7 @@ class _Fetch:
     async def first(self) -> aiohttp.ClientResponse:
         """The track's own URL (file or playlist), re-extracted once if refused."""
         response = await self.get(str(self._track["url"]), check=False)
-        if response.status in _REFUSED:
+        if response.status in REFUSED:
             response.release()
             sources = await load_sources(self._svc, self._source_url, newer_than=self._fetched_at)
             self._track = _track(sources, self._kind, self._code)

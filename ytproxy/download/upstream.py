@@ -19,15 +19,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
 
 from ..backoff import backoff
 from ..errors import NotFound, UpstreamError
 from ..sources import find_format, load_sources
+from ..upstream import expired
 
 if TYPE_CHECKING:
     from ..services import Services
@@ -69,12 +68,7 @@ class Upstream:
 
     def looks_expired(self) -> bool:
         """True when the URL's own `expire=` (query or path) is in the past."""
-        parts = urlsplit(self.url)
-        values = parse_qs(parts.query).get("expire", [])
-        segments = parts.path.split("/")
-        if "expire" in segments[:-1]:
-            values.append(segments[segments.index("expire") + 1])
-        return any(v.isdigit() and int(v) <= time.time() for v in values)
+        return expired(self.url)
 
     async def get(
         self, url: str | None = None, *, byte_range: tuple[int, int | None] | None = None

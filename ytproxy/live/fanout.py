@@ -31,9 +31,9 @@ from typing import TypeVar
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from ..bodies import BodyTooLarge
 from ..errors import ServiceUnavailable, UpstreamError, YtproxyError
 from ..metrics import Metrics
+from ..upstream import BodyTooLarge
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ import dataclasses
 import time
 from collections.abc import Callable
 
-from .info import expiry_of
+from ..upstream import expiry_of
 
 FORBIDDEN = frozenset({401, 403})
 # A 403 on a URL with more than this left before its `expire` is a refusal, not expiry.

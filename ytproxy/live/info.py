@@ -7,8 +7,8 @@ from the formats' own media playlist URLs and `tbr`, `width`, `height`, `vcodec`
 `acodec`, `fps` — for a demuxed live (video-only and audio-only formats) with the audio
 as an `EXT-X-MEDIA` group (`playlist.build_master`). Anything else raises `NotLive`
 with the channel's status: `upcoming` (with `release_timestamp` as `starts_at`),
-`ended` (`post_live`, `was_live`) or `offline`. `expiry_of(url)` reads googlevideo's
-expiry (`expire=` query parameter or `/expire/<ts>/` path segment).
+`ended` (`post_live`, `was_live`) or `offline`. The stream's expiry is read from its
+URLs (`upstream.expiry_of`).
 
 Pure functions on dicts: nothing here fetches, caches or knows about channels.
 """
@@ -16,14 +16,12 @@ Pure functions on dicts: nothing here fetches, caches or knows about channels.
 from __future__ import annotations
 
 import dataclasses
-import re
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
+from ..upstream import expiry_of
 from .playlist import VariantFormat
 
 DESCRIPTION_LIMIT = 300
-_EXPIRE_PATH = re.compile(r"/expire/(\d+)(?:/|$)")
 
 
 class NotLive(Exception):
@@ -51,16 +49,6 @@ _LIVE_STATUS = {
     "was_live": "ended",
     "not_live": "offline",
 }
-
-
-def expiry_of(url: str) -> float | None:
-    """The Unix time a googlevideo-style URL expires at, if it says."""
-    parts = urlsplit(url)
-    for value in parse_qs(parts.query).get("expire", []):
-        if value.isdigit():
-            return float(value)
-    match = _EXPIRE_PATH.search(parts.path)
-    return float(match.group(1)) if match else None
 
 
 @dataclasses.dataclass(frozen=True)

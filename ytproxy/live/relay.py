@@ -37,6 +37,7 @@ import aiohttp
 from ..backoff import backoff
 from ..errors import NotFound, UpstreamError
 from ..flights import Flights
+from ..upstream import REFUSED, retryable
 from . import playlist
 from .channels import Channel
 from .fanout import Fetch, SegmentBuffer
@@ -44,7 +45,6 @@ from .forbidden import REASON, ForbiddenLog, is_forbidden
 from .resolver import Resolution, Resolver
 from .status import failure_error
 from .upstream import (
-    GONE,
     RETRY_BASE,
     RETRY_CAP,
     TransientUpstream,
@@ -200,9 +200,9 @@ class LiveRelay:
         async with self._svc.http.get(url, headers=headers, timeout=SEGMENT_TIMEOUT) as response:
             self._svc.metrics.upstream_requests.labels("live_" + kind, str(response.status)).inc()
             status = response.status
-            if status in GONE:
+            if status in REFUSED:
                 raise UpstreamGone(status)
-            if status == 429 or status >= 500:
+            if retryable(status):
                 raise TransientUpstream(status)
             if status not in (200, 206) or (status == 206 and not have):
                 raise UpstreamError(f"The stream's server answered {status}")

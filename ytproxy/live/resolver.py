@@ -33,9 +33,10 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ExtractionError, ServiceUnavailable, YtproxyError
+from ..upstream import expiry_of
 from . import playlist, streams
 from .channels import Channel
-from .info import NotLive, StreamChoice, expiry_of, int_or_none, pick_stream
+from .info import NotLive, StreamChoice, int_or_none, pick_stream
 from .playlist import PlaylistError
 from .status import STATUS_OF_CODE, STATUS_TTL, STATUSES, failure_error, upcoming_recheck
 from .upstream import fetch_text

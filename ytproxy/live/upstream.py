@@ -5,7 +5,7 @@ aiohttp session, retrying transient failures (connection errors, 5xx, 429) with
 backoff, and raises `UpstreamGone` for 401/403/404/410, the answers googlevideo gives
 once a URL has expired or been revoked, or when it refuses the playback: the caller
 decides (`relay.py`, `forbidden.py`) whether to re-resolve the channel.
-A playlist is read to its end and refused past 8 MiB (`bodies.read_capped`).
+A playlist is read to its end and refused past 8 MiB (`ytproxy.upstream.read_capped`).
 
 Errors raised from here never carry the upstream URL, in their message or anywhere
 else, because their messages reach clients and the URL must not. Segments are
@@ -20,9 +20,9 @@ import logging
 import aiohttp
 
 from ..backoff import backoff
-from ..bodies import read_capped
 from ..errors import UpstreamError
 from ..metrics import Metrics
+from ..upstream import REFUSED, read_capped, retryable
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,6 @@ log = logging.getLogger(__name__)
 RETRY_BASE = 0.25
 RETRY_CAP = 2.0
 
-GONE = frozenset({401, 403, 404, 410})
 PLAYLIST_TIMEOUT = aiohttp.ClientTimeout(total=15, connect=5, sock_read=10)
 _MAX_PLAYLIST_BYTES = 8 * 1024 * 1024
 
@@ -70,9 +69,9 @@ async def fetch_text(
         try:
             async with http.get(url, timeout=PLAYLIST_TIMEOUT) as response:
                 metrics.upstream_requests.labels(kind, str(response.status)).inc()
-                if response.status in GONE:
+                if response.status in REFUSED:
                     raise UpstreamGone(response.status)
-                if response.status == 429 or response.status >= 500:
+                if retryable(response.status):
                     raise TransientUpstream(response.status)
                 if response.status != 200:
                     raise UpstreamError(

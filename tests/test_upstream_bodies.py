@@ -19,10 +19,10 @@ from aiohttp import web
 
 from tests.apps import AppServer
 from tests.test_download_upstreams import SEGMENTS, link, publish
-from ytproxy.bodies import BodyTooLarge, read_capped
 from ytproxy.live.upstream import fetch_text
 from ytproxy.metrics import Metrics
 from ytproxy.settings import Settings
+from ytproxy.upstream import BodyTooLarge, read_capped
 
 HUGE = 64 * 1024 * 1024  # far past the 8 MiB playlist cap of both jobs, and socket buffers
 _BLOCK = b"#EXT-X-DISCONTINUITY\n" * 3000  # ~62 KiB of valid-looking playlist lines

@@ -1,0 +1,89 @@
+"""What both jobs need to know about upstream servers: their answers, their URLs' expiry,
+and their bodies.
+
+- `REFUSED` (401, 403, 404, 410): the URL is dead, or refused; googlevideo answers this
+  once a signed URL has expired, been revoked, or its PO token was rejected. The relays
+  decide what to do (re-extract, shrink a range, block a channel).
+- `retryable(status)`: worth trying again with backoff (408, 425, 429, 5xx).
+- `expiry_of(url)`: the Unix time a googlevideo-style URL says it expires at, in an
+  `expire=` query parameter or an `/expire/<ts>/` path segment; `expired(url)`.
+- `read_capped(response, limit, what=...)` returns the body of an aiohttp response, read
+  to its end, and raises `BodyTooLarge` (a 502 `UpstreamError`) as soon as it is clear
+  the body is bigger than `limit` bytes: at once when `Content-Length` says so,
+  otherwise the moment more than `limit` bytes have arrived, so at most `limit + 1`
+  bytes are ever held. It is for bodies that must be had whole before they mean
+  anything (HLS playlists, manifests), and which a server that is slow, chunked or
+  hostile could otherwise make arbitrarily large. Unlike `response.content.read(n)`,
+  which returns after the first socket read and so can silently cut a body that arrives
+  in several pieces, it reads until EOF.
+
+It does not retry, decode, release responses or stream: media bodies are relayed in
+fixed-size pieces by the relays, never read whole. Errors raised from here never carry
+the upstream URL.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from urllib.parse import parse_qs, urlsplit
+
+import aiohttp
+
+from .errors import UpstreamError
+
+_PIECE = 64 * 1024
+_EXPIRE_PATH = re.compile(r"/expire/(\d+)(?:/|$)")
+
+REFUSED = frozenset({401, 403, 404, 410})
+_RETRY = frozenset({408, 425, 429})
+
+
+def retryable(status: int) -> bool:
+    """An answer worth retrying with backoff: the upstream is busy or failing for now."""
+    return status in _RETRY or 500 <= status <= 599
+
+
+def expiry_of(url: str) -> float | None:
+    """The Unix time a googlevideo-style URL expires at, if it says."""
+    parts = urlsplit(url)
+    for value in parse_qs(parts.query).get("expire", []):
+        if value.isdigit():
+            return float(value)
+    match = _EXPIRE_PATH.search(parts.path)
+    return float(match.group(1)) if match else None
+
+
+def expired(url: str, now: float | None = None) -> bool:
+    """Whether the URL's own expiry (query or path) is in the past."""
+    expiry = expiry_of(url)
+    return expiry is not None and expiry <= (time.time() if now is None else now)
+
+
+class BodyTooLarge(UpstreamError):
+    """The upstream's body is bigger than the gateway accepts for it."""
+
+    default_code = "upstream_too_large"
+
+    def __init__(self, what: str, limit: int) -> None:
+        super().__init__(f"{what} is larger than the gateway accepts ({limit} bytes)")
+        self.limit = limit
+
+
+async def read_capped(response: aiohttp.ClientResponse, limit: int, *, what: str) -> bytes:
+    """The whole body of `response`; `BodyTooLarge` once it passes `limit` bytes.
+
+    `what` names the body in the error message ("The stream's playlist"). Network
+    errors while reading (aiohttp's `ClientPayloadError`, timeouts) propagate as they are.
+    """
+    if response.content_length is not None and response.content_length > limit:
+        raise BodyTooLarge(what, limit)
+    body = bytearray()
+    while True:
+        # Ask for one byte past the cap at most: that byte is the proof of excess.
+        piece = await response.content.read(min(_PIECE, limit + 1 - len(body)))
+        if not piece:
+            return bytes(body)
+        body += piece
+        if len(body) > limit:
+            raise BodyTooLarge(what, limit)
