@@ -2,7 +2,8 @@
 
 Tests talk to it over a real socket (HTTPX's ASGI transport buffers whole bodies, so
 streaming and disconnects can only be tested this way). `AppServer.call(coro_fn)`
-runs a coroutine on the server's loop, for tests that look inside the services.
+runs a coroutine on the server's loop, for tests that look inside the app; `core`,
+`live`, `tasks`, `transfers` and `sources` are the parts of its lifespan state.
 
 Fixtures: `settings` (test defaults: a fixed SECRET_KEY, private networks allowed
 because the origin is on 127.0.0.1, an empty channels file) and `app_server`, a
@@ -22,10 +23,14 @@ from typing import Any, TypeVar
 import pytest
 import uvicorn
 
+from ytproxy.analyse.runner import TaskRunner
 from ytproxy.app import create_app
+from ytproxy.core import Core
+from ytproxy.download.transfers import Transfers
+from ytproxy.live.service import LiveService
 from ytproxy.server import uvicorn_config
-from ytproxy.services import Services
 from ytproxy.settings import Settings
+from ytproxy.sources import Sources
 
 T = TypeVar("T")
 
@@ -73,8 +78,33 @@ class AppServer:
         self._sock.close()
 
     @property
-    def services(self) -> Services:
-        found: Services = self.app.state.services
+    def state(self) -> dict[str, Any]:
+        """The lifespan state (uvicorn keeps it for the requests it copies it into)."""
+        return self._server.lifespan.state
+
+    @property
+    def core(self) -> Core:
+        found: Core = self.state["core"]
+        return found
+
+    @property
+    def live(self) -> LiveService:
+        found: LiveService = self.state["live"]
+        return found
+
+    @property
+    def tasks(self) -> TaskRunner:
+        found: TaskRunner = self.state["tasks"]
+        return found
+
+    @property
+    def transfers(self) -> Transfers:
+        found: Transfers = self.state["transfers"]
+        return found
+
+    @property
+    def sources(self) -> Sources:
+        found: Sources = self.state["sources"]
         return found
 
     def call(self, fn: Callable[[], Awaitable[T]], timeout: float = 60) -> T:

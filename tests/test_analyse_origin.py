@@ -100,7 +100,7 @@ def test_dash_manifest_is_grouped_with_codec_families_and_heights(start_app, ori
 
 def test_every_served_format_and_pair_has_a_fresh_signed_download_link(start_app, origin) -> None:
     server = start_app()
-    signer = server.services.signer
+    signer = server.core.signer
     with httpx.Client(base_url=server.base_url) as client:
         task = analyse(client, origin.dash_url)
         again = client.get(f"/v1/tasks/{task['task_id']}").json()
@@ -153,10 +153,10 @@ def test_live_hls_master_gives_muxed_variants_best_first(start_app, origin) -> N
 
 def test_second_analysis_of_a_url_completes_at_once_from_the_cache(start_app, origin) -> None:
     server = start_app()
-    metrics = server.services.metrics
+    metrics = server.core.metrics
     with httpx.Client(base_url=server.base_url) as client:
         first = analyse(client, origin.vod_url)
-        calls = server.services.extractor.calls
+        calls = server.core.extractor.calls
         manifest_requests = origin.count("/watch/vod")
         # The same video with a tracking parameter and a fragment normalises to the same key.
         second_id = submit(client, origin.vod_url + "?utm_source=x#t=3")
@@ -164,7 +164,7 @@ def test_second_analysis_of_a_url_completes_at_once_from_the_cache(start_app, or
     assert second_id != first["task_id"]
     assert (second["state"], second["progress"]) == ("completed", 100)
     assert second["result"]["formats"]["muxed"][0]["format_id"] == "mp4"
-    assert server.services.extractor.calls == calls == 1
+    assert server.core.extractor.calls == calls == 1
     assert origin.count("/watch/vod") == manifest_requests
     assert metrics.cache_hits.labels("result")._value.get() == 1
     assert metrics.cache_misses.labels("result")._value.get() == 1
@@ -173,13 +173,12 @@ def test_second_analysis_of_a_url_completes_at_once_from_the_cache(start_app, or
 
 
 def test_a_completed_analysis_stores_sources_for_the_download_relay(start_app, origin) -> None:
-    from ytproxy.sources import load_sources
 
     server = start_app()
     with httpx.Client(base_url=server.base_url) as client:
         analyse(client, origin.dash_url)
-    sources = server.call(lambda: load_sources(server.services, origin.dash_url))
-    assert server.services.extractor.calls == 1
+    sources = server.call(lambda: server.sources.load(origin.dash_url))
+    assert server.core.extractor.calls == 1
     assert {f["format_id"] for f in sources["formats"]} >= {"133", "160", "278", "140", "251"}
 
 

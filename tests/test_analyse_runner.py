@@ -54,13 +54,13 @@ def test_post_returns_before_extraction_starts(start_app, origin) -> None:
         # The only slot is busy: this task cannot have started when its POST returns.
         second = submit(client, origin.vod_url)
         queued = poll(client, second)
-        calls_at_return = server.services.extractor.calls
+        calls_at_return = server.core.extractor.calls
         done = wait(client, second, {"completed", "failed"})
     assert (queued["state"], queued["stage"], queued["progress"]) == ("pending", "queued", 0)
     assert queued["result"] is None and queued["error"] is None
     assert calls_at_return == 1
     assert done["state"] == "completed"
-    assert server.services.extractor.calls == 2
+    assert server.core.extractor.calls == 2
 
 
 def test_same_url_while_running_joins_the_task(start_app, origin) -> None:
@@ -73,7 +73,7 @@ def test_same_url_while_running_joins_the_task(start_app, origin) -> None:
         (task_id,) = ids
         done = wait(client, task_id, {"completed", "failed"})
     assert done["state"] == "completed"
-    assert server.services.extractor.calls == 1
+    assert server.core.extractor.calls == 1
     assert origin.count("/watch/dash") == 1
 
 
@@ -154,7 +154,7 @@ def test_a_task_whose_instance_died_is_reported_lost(start_app) -> None:
         "created": time.time() - 600,
         "heartbeat": time.time() - STALE_AFTER - 5,
     }
-    server.call(lambda: server.services.cache.set(task_key(task_id), record, 60))
+    server.call(lambda: server.core.cache.set(task_key(task_id), record, 60))
     body = httpx.get(server.url(f"/v1/tasks/{task_id}")).json()
     assert (body["state"], body["error"]["code"], body["result"]) == ("failed", "task_lost", None)
 
@@ -166,7 +166,7 @@ def test_live_resolution_does_not_wait_behind_queued_analyses(start_app, origin)
         ids = [submit(client, f"{origin.dash_url}?n={n}") for n in range(3)]
         wait(client, ids[0], {"running"})
         info = server.call(
-            lambda: server.services.extractor.extract(origin.channel_url("lane"), lane="live")
+            lambda: server.core.extractor.extract(origin.channel_url("lane"), lane="live")
         )
         states = [poll(client, task_id)["state"] for task_id in ids]
     assert info["is_live"] is True

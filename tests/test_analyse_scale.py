@@ -54,7 +54,7 @@ async def test_200_concurrent_posts_of_20_urls_run_20_extractions_on_two_instanc
 
     assert len(outcomes) == 200
     assert [body["state"] for _, _, body in outcomes] == ["completed"] * 200
-    assert sum(app.services.extractor.calls for app in apps) == 20
+    assert sum(app.core.extractor.calls for app in apps) == 20
     assert origin.count("/watch/vod") == 20
     tasks_per_url: dict[str, set[str]] = {}
     for url, task_id, body in outcomes:
@@ -98,7 +98,7 @@ def test_post_to_one_instance_and_poll_the_other_for_the_completed_result(
         ]
         for group, formats in from_first["result"]["formats"].items()
     }
-    assert first.services.extractor.calls + second.services.extractor.calls == 1
+    assert first.core.extractor.calls + second.core.extractor.calls == 1
     assert cached["state"] == "completed" and cached_id != task_id
     assert cached["result"]["id"] == body["result"]["id"]
-    assert second.services.metrics.cache_hits.labels("result")._value.get() == 1
+    assert second.core.metrics.cache_hits.labels("result")._value.get() == 1

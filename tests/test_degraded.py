@@ -177,7 +177,7 @@ def start_app(app_server, settings):
 
 def test_the_extractor_keeps_yt_dlps_warnings_for_the_result(start_app, origin) -> None:
     server = start_app()
-    info = server.call(lambda: server.services.extractor.extract(origin.subtitles.page_url))
+    info = server.call(lambda: server.core.extractor.extract(origin.subtitles.page_url))
     assert "Falling back on generic information extractor" in info[WARNINGS_KEY]
     with httpx.Client(base_url=server.base_url) as client:
         task = analyse(client, origin.subtitles.page_url)

@@ -190,7 +190,8 @@ async def test_proxy_check_goes_through_global_proxy(app_server, settings, fake_
         target = f"{fake_provider['url']}/generate_204"
         # In a thread: the target runs on this test's loop, which must stay free.
         report = await asyncio.to_thread(
-            server.call, lambda: diagnose(server.services, proxy_target=target)
+            server.call,
+            lambda: diagnose(server.core, server.live.channel_report, proxy_target=target),
         )
         check = next(c for c in report.checks if c.name == "proxy").to_dict("en")
         assert check["status"] == "ok", check
@@ -201,7 +202,11 @@ async def test_proxy_check_goes_through_global_proxy(app_server, settings, fake_
 def test_proxy_check_explains_a_proxy_that_is_down(app_server, settings) -> None:
     proxy = f"http://user:secret@127.0.0.1:{closed_port()}"
     server = app_server(settings, global_proxy=proxy)
-    report = server.call(lambda: diagnose(server.services, proxy_target="http://127.0.0.1:9/"))
+    report = server.call(
+        lambda: diagnose(
+            server.core, server.live.channel_report, proxy_target="http://127.0.0.1:9/"
+        )
+    )
     check = next(c for c in report.checks if c.name == "proxy").to_dict("en")
     assert check["status"] == "error"
     assert check["message"].startswith(f"Cannot connect to the proxy {without_credentials(proxy)}")
@@ -274,7 +279,7 @@ def test_diagnostics_shows_the_extractor_args_yt_dlp_gets(app_server, settings) 
     assert check["status"] == "ok"
     assert "youtube: player_client=web_safari,mweb" in check["message"]
     assert check["details"]["args"] == args
-    assert server.services.extractor.params()["extractor_args"]["youtube"] == {
+    assert server.core.extractor.params()["extractor_args"]["youtube"] == {
         "player_client": ["web_safari", "mweb"]
     }
     page = httpx.get(server.url("/diagnostics?lang=zh"), headers={"Accept": "text/html"}).text

@@ -42,7 +42,7 @@ def gateway(app_server: Callable[..., AppServer], settings: Settings) -> AppServ
 
 def path_of(server: AppServer, url: str, formats: list[str]) -> str:
     return download_path(
-        server.services.signer, 3600, source_url=url, format_ids=formats, title="t", ext="mp4"
+        server.core.signer, 3600, source_url=url, format_ids=formats, title="t", ext="mp4"
     )
 
 
@@ -77,11 +77,11 @@ async def task_count() -> int:
 
 def state(server: AppServer) -> tuple[int, int]:
     async def probe() -> tuple[int, int]:
-        connector = server.services.http.connector
+        connector = server.core.http.connector
         assert connector is not None
         # `_acquired`: connections handed out and not yet released (private, but the
         # one place aiohttp shows them).
-        return len(server.services.transfers), len(connector._acquired)
+        return len(server.transfers), len(connector._acquired)
 
     return server.call(probe)
 
@@ -141,6 +141,6 @@ def test_a_thousand_aborted_downloads_leave_no_descriptors_tasks_or_ffmpeg_behin
     # Idle keep-alive connections in the pools may differ by a few; a leak per
     # download would show as hundreds.
     assert fd_count() <= fds + 8
-    finished = gateway.services.metrics.downloads
+    finished = gateway.core.metrics.downloads
     aborted = sum(finished.labels(mode, "aborted")._value.get() for mode in ("single", "merge"))
     assert aborted >= ABORTS * 0.9

@@ -34,7 +34,7 @@ def gateway(app_server: Callable[..., AppServer], settings: Settings) -> AppServ
 
 def link(server: AppServer, url: str, formats: list[str], ext: str) -> str:
     path = download_path(
-        server.services.signer, 3600, source_url=url, format_ids=formats, title="合并 test", ext=ext
+        server.core.signer, 3600, source_url=url, format_ids=formats, title="合并 test", ext=ext
     )
     return server.url(path)
 
@@ -161,7 +161,7 @@ def test_a_part_link_without_its_merge_is_404(gateway: AppServer, origin: Origin
     from ytproxy.download.links import part_path
 
     path = part_path(
-        gateway.services.signer, 60, source_url=origin.dash_url, format_id="140", transfer="gone"
+        gateway.core.signer, 60, source_url=origin.dash_url, format_id="140", transfer="gone"
     )
     response = httpx.get(gateway.url(path), timeout=30)
     assert response.status_code == 404
@@ -202,14 +202,14 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> bool:
 
 async def open_upstream(server: AppServer) -> int:
     """Upstream connections in use (not idle in the pool) on the app's session."""
-    connector = server.services.http.connector
+    connector = server.core.http.connector
     assert connector is not None
     return len(connector._acquired)  # private, but the one place this is visible
 
 
 async def registered(server: AppServer) -> int:
     """Transfers registered on the server, a merge's inputs included."""
-    return len(server.services.transfers)
+    return len(server.transfers)
 
 
 def test_merge_works_behind_an_access_token(

@@ -32,7 +32,7 @@ def gateway(app_server: Callable[..., AppServer], settings: Settings) -> AppServ
 
 def link(server: AppServer, url: str, formats: list[str], *, ttl: float = 3600) -> str:
     path = download_path(
-        server.services.signer, ttl, source_url=url, format_ids=formats, title=TITLE, ext="mp4"
+        server.core.signer, ttl, source_url=url, format_ids=formats, title=TITLE, ext="mp4"
     )
     return server.url(path)
 
@@ -227,7 +227,7 @@ def test_metrics_count_relayed_bytes_and_finished_downloads(
     gateway: AppServer, origin: Origin, media: Media
 ) -> None:
     httpx.get(link(gateway, origin.vod_url, ["mp4"]), timeout=30)
-    assert wait_for(lambda: gateway.services.metrics.active_downloads._value.get() == 0)
+    assert wait_for(lambda: gateway.core.metrics.active_downloads._value.get() == 0)
     text = httpx.get(gateway.url("/metrics"), timeout=30).text
     assert f'relayed_bytes_total{{kind="download"}} {float(media.vod.size)}' in text
     assert 'downloads_total{mode="single",outcome="completed"} 1.0' in text

@@ -56,7 +56,7 @@ def big(media: Media, tmp_path_factory: pytest.TempPathFactory) -> Iterator[BigF
 
 def download_link(server: AppServer, url: str, formats: list[str]) -> str:
     return download_path(
-        server.services.signer, 3600, source_url=url, format_ids=formats, title="t", ext="mp4"
+        server.core.signer, 3600, source_url=url, format_ids=formats, title="t", ext="mp4"
     )
 
 
@@ -96,7 +96,7 @@ def transfers(server: AppServer) -> dict[str, Any]:
 
 
 def stalled(server: AppServer, mode: str) -> float:
-    value: float = server.services.metrics.downloads.labels(mode, "stalled")._value.get()
+    value: float = server.core.metrics.downloads.labels(mode, "stalled")._value.get()
     return value
 
 

@@ -20,7 +20,6 @@ from aiohttp import web
 from tests.apps import AppServer
 from ytproxy.download.links import download_path
 from ytproxy.settings import Settings
-from ytproxy.sources import store_sources
 
 SEGMENTS = [hashlib.sha256(bytes([i])).digest() * 2000 for i in range(5)]  # 64000 B each
 INIT = b"\x00\x00\x00\x18ftypiso6" + b"\x00" * 12
@@ -151,12 +150,12 @@ def gateway(app_server: Callable[..., AppServer], settings: Settings) -> AppServ
 
 def publish(server: AppServer, source_url: str, formats: list[dict[str, Any]]) -> None:
     info = {"id": "synthetic", "title": "synthetic", "duration": 10, "formats": formats}
-    server.call(lambda: store_sources(server.services, source_url, info))
+    server.call(lambda: server.sources.store(source_url, info))
 
 
 def link(server: AppServer, source_url: str, format_id: str, ext: str = "mp4") -> str:
     path = download_path(
-        server.services.signer, 3600, source_url=source_url, format_ids=[format_id],
+        server.core.signer, 3600, source_url=source_url, format_ids=[format_id],
         title="片段", ext=ext,
     )  # fmt: skip
     return server.url(path)

@@ -77,7 +77,7 @@ def error_of(response: httpx.Response) -> tuple[int, str]:
 def test_hostile_urls_are_refused_with_codes(guarded, url: str, status: int, code: str) -> None:
     client, server = guarded
     assert error_of(client.post("/v1/analyze", json={"url": url})) == (status, code)
-    assert server.services.extractor.calls == 0
+    assert server.core.extractor.calls == 0
 
 
 @pytest.mark.parametrize(
@@ -153,7 +153,7 @@ def test_an_oversized_request_head_is_431_header_too_large(guarded) -> None:
         "/v1/analyze", json={"url": "https://example.com/"}, headers={"X-Pad": "p" * 65_536}
     )
     assert error_of(response) == (431, "header_too_large")
-    assert server.services.extractor.calls == 0
+    assert server.core.extractor.calls == 0
 
 
 def test_unknown_and_malformed_task_ids_are_404_task_not_found(guarded) -> None:

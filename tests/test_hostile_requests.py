@@ -34,7 +34,7 @@ def gateway(app_server: Callable[..., AppServer], settings: Settings) -> AppServ
 
 def download_url(server: AppServer, origin: Origin) -> str:
     path = download_path(
-        server.services.signer, 3600, source_url=origin.vod_url, format_ids=["mp4"],
+        server.core.signer, 3600, source_url=origin.vod_url, format_ids=["mp4"],
         title="video", ext="mp4",
     )  # fmt: skip
     return server.url(path)

@@ -58,7 +58,7 @@ def test_an_image_is_relayed_byte_for_byte_with_browser_caching(
     app_server, settings, image_host
 ) -> None:
     server = app_server(settings)
-    path = image_path(server.services.signer, f"{image_host}/thumb.png")
+    path = image_path(server.core.signer, f"{image_host}/thumb.png")
     response = httpx.get(server.url(path))
     assert response.status_code == 200
     assert response.content == PNG
@@ -73,7 +73,7 @@ def test_what_is_not_a_reachable_image_is_502_image_unavailable(
     app_server, settings, image_host, name
 ) -> None:
     server = app_server(settings)
-    response = httpx.get(server.url(image_path(server.services.signer, f"{image_host}/{name}")))
+    response = httpx.get(server.url(image_path(server.core.signer, f"{image_host}/{name}")))
     assert response.status_code == 502
     assert response.json()["error"]["code"] == "image_unavailable"
 
@@ -82,14 +82,14 @@ def test_an_image_on_a_private_address_is_refused_without_the_setting(
     app_server, settings, image_host
 ) -> None:
     server = app_server(settings, allow_private_networks=False)
-    response = httpx.get(server.url(image_path(server.services.signer, f"{image_host}/thumb.png")))
+    response = httpx.get(server.url(image_path(server.core.signer, f"{image_host}/thumb.png")))
     assert response.status_code == 403
     assert response.json()["error"]["code"] == "forbidden_address"
 
 
 def test_a_forged_or_foreign_token_is_403(app_server, settings, image_host) -> None:
     server = app_server(settings)
-    download_like = server.services.signer.seal("download", {"u": f"{image_host}/thumb.png"}, 60)
+    download_like = server.core.signer.seal("download", {"u": f"{image_host}/thumb.png"}, 60)
     for token in ("forged", download_like):
         response = httpx.get(server.url(f"/v1/image/{token}"))
         assert response.status_code == 403
@@ -97,7 +97,7 @@ def test_a_forged_or_foreign_token_is_403(app_server, settings, image_host) -> N
 
 
 def test_image_links_are_stable_so_browsers_can_cache_them(app_server, settings) -> None:
-    signer = app_server(settings).services.signer
+    signer = app_server(settings).core.signer
     first = image_path(signer, "https://i.ytimg.com/vi/x/maxresdefault.jpg")
     assert first == image_path(signer, "https://i.ytimg.com/vi/x/maxresdefault.jpg")
     assert first != image_path(signer, "https://i.ytimg.com/vi/y/maxresdefault.jpg")
@@ -113,7 +113,7 @@ def test_served_results_carry_the_thumbnail_through_the_gateway(
         "formats": {"muxed": [], "video_only": [], "audio_only": []},
         "recommended": {},
     }
-    served = with_links(server.services, "https://example.com/watch", result)
+    served = with_links(server.core, "https://example.com/watch", result)
     assert served["thumbnail"] == result["thumbnail"]
     assert served["thumbnail_url"].startswith("/v1/image/")
     assert httpx.get(server.url(served["thumbnail_url"])).content == PNG

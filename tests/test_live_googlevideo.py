@@ -61,7 +61,7 @@ async def test_fifty_viewers_of_a_googlevideo_live_cause_one_fetch_per_segment(
     await asyncio.gather(
         *(watch(server.base_url, f"viewer-{n}", n % 2, 20.0, seen[n % 2]) for n in range(50))
     )
-    assert server.services.live.viewers.count("gv") == 50
+    assert server.live.viewers.count("gv") == 50
     fetches = {itag: origin.youtube.segment_fetches(VID, itag) for itag in (91, 92)}
     # The master lists the variants lowest bandwidth first: 91 (144p), then 92 (240p).
     for index, itag in enumerate((91, 92)):

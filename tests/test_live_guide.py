@@ -355,7 +355,7 @@ def test_building_the_guide_never_waits_on_yt_dlp_and_warms_the_channel_in_the_b
         assert first.status_code == 200 and b"Morning show" not in first.content
         assert {s["title"] for s in programmes(first.content)["cold.ytproxy"]} == {OFFLINE}
         assert client.get("/epg.xml").status_code == 200  # no second extraction started
-        server.call(server.services.live.warmer.settled)
+        server.call(server.live.warmer.settled)
         assert origin.youtube.extractions(vid) == 1
         second = client.get("/epg.xml")
     assert on_air(programmes(second.content)["cold.ytproxy"], time.time())["title"] == (

@@ -224,7 +224,7 @@ def test_a_player_opened_on_an_upcoming_channel_plays_the_slate_then_the_live(
             fetches = origin.youtube.segment_fetches(vid, itag)
             assert fetches and set(fetches.values()) == {1}, (itag, fetches)
         muxed = len(origin.youtube.segment_fetches(vid, 229))
-        assert server.services.live.remuxer.runs == muxed
+        assert server.live.remuxer.runs == muxed
 
 
 def test_an_ended_channel_has_its_status_and_the_slate_and_never_a_5xx(

@@ -95,7 +95,7 @@ def test_ffmpeg_plays_a_minute_while_origin_urls_expire(
     assert abs(recorded - elapsed) <= 0.1 * elapsed, (recorded, elapsed)
     # 20 s URLs over a minute: the gateway re-resolved several times, ahead of expiry
     # and after the forced one, and the player never saw any of it.
-    assert server.services.extractor.calls >= 4
+    assert server.core.extractor.calls >= 4
 
 
 def iptv_extinf(line: str, lineno: int, data: dict[str, Any], state: dict[str, Any]) -> bool:
@@ -123,7 +123,7 @@ def test_the_m3u_parses_and_every_entry_plays_with_ffmpeg(
         "enabled = false\n",
         encoding="utf-8",
     )
-    server.services.live.book.reload_now()
+    server.live.book.reload_now()
     text = httpx.get(server.url("/playlist.m3u"), timeout=20).text
     assert text.startswith(f'#EXTM3U x-tvg-url="{server.url("/epg.xml")}"')
     parsed = m3u8.loads(text, custom_tags_parser=iptv_extinf)
@@ -196,7 +196,7 @@ async def test_fifty_viewers_cause_one_upstream_request_per_segment_per_variant(
     await asyncio.gather(
         *(watch(server.base_url, f"viewer-{n}", n % 2, 30.0, seen, digests) for n in range(50))
     )
-    assert server.services.live.viewers.count("news") == 50
+    assert server.live.viewers.count("news") == 50
     for variant in origin.media.hls_variants:
         watched = seen[variant.name]
         assert len(watched) >= 14  # half a minute of 2 s segments, plus the first three

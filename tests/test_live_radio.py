@@ -147,11 +147,11 @@ async def test_ten_listeners_of_a_muxed_live_cause_one_fetch_and_one_ffmpeg_run_
     server = app_server(settings)
     seen: set[int] = set()
     await asyncio.gather(*(listen(server.base_url, f"listener-{n}", 20.0, seen) for n in range(10)))
-    assert server.services.live.viewers.count("r") == 10
+    assert server.live.viewers.count("r") == 10
     fetches = origin.youtube.segment_fetches(vid, 91)
     assert len(seen) >= 8, seen
     assert fetches == dict.fromkeys(seen, 1), (fetches, seen)
-    assert server.services.live.remuxer.runs == len(seen)
+    assert server.live.remuxer.runs == len(seen)
     assert origin.youtube.count(vid, itag=92) == 0
 
 
@@ -176,7 +176,7 @@ def test_a_demuxed_lives_audio_entry_relays_its_audio_rendition_without_remuxing
     assert stream_kinds(tmp_path / "audio.ts")[0] == ["audio"]
     assert origin.youtube.segment_fetches(vid, 233)
     assert origin.youtube.count(vid, itag=269) == origin.youtube.count(vid, itag=229) == 0
-    assert server.services.live.remuxer.runs == 0
+    assert server.live.remuxer.runs == 0
 
 
 def test_an_ended_channels_audio_entry_answers_the_slate_or_its_status(

@@ -162,7 +162,7 @@ async def test_a_hundred_concurrent_cold_requests_make_one_extraction(
             *(client.get(server.url("/live/news.m3u8")) for _ in range(100))
         )
     assert [r.status_code for r in responses] == [200] * 100
-    assert server.services.extractor.calls == 1
+    assert server.core.extractor.calls == 1
 
 
 async def test_cold_requests_on_two_instances_sharing_redis_make_one_extraction(
@@ -179,7 +179,7 @@ async def test_cold_requests_on_two_instances_sharing_redis_make_one_extraction(
             *(client.get(servers[i % 2].url("/live/news.m3u8")) for i in range(100))
         )
     assert [r.status_code for r in responses] == [200] * 100
-    assert sum(s.services.extractor.calls for s in servers) == 1
+    assert sum(s.core.extractor.calls for s in servers) == 1
 
 
 def test_expired_upstream_urls_are_re_resolved_once_invisibly(
@@ -190,7 +190,7 @@ def test_expired_upstream_urls_are_re_resolved_once_invisibly(
     with httpx.Client(timeout=20) as client:
         variants = uri_lines(client.get(server.url("/live/news.m3u8")).text)
         old_segments = uri_lines(client.get(variants[0]).text)
-        assert server.services.extractor.calls == 1
+        assert server.core.extractor.calls == 1
         origin.expire_all()  # every URL the gateway holds now answers 403
         origin.reset_counts()
         # A segment listed before the expiry is found again by its sequence number.
@@ -202,7 +202,7 @@ def test_expired_upstream_urls_are_re_resolved_once_invisibly(
         assert len(uri_lines(refreshed.text)) == 5
         for variant in variants:
             assert client.get(variant).status_code == 200
-        assert server.services.extractor.calls == 2
+        assert server.core.extractor.calls == 2
         assert origin.count("/channel/news/live") == 1
 
 
@@ -215,7 +215,7 @@ def test_segment_tokens_tampered_expired_or_for_another_channel_are_403(
         segment = uri_lines(client.get(variant).text)[-1]
         token = segment.rsplit("/", 1)[1].removesuffix(".ts")
         flipped = token[:10] + ("A" if token[10] != "A" else "B") + token[11:]
-        expired = server.services.signer.seal("live-media", {"c": "news", "u": "http://x/"}, -5)
+        expired = server.core.signer.seal("live-media", {"c": "news", "u": "http://x/"}, -5)
         variant_token = variant.rsplit("/", 1)[1].removesuffix(".m3u8")
         cases = {
             f"/live/news/s/{flipped}.ts": "invalid_token",
@@ -253,14 +253,14 @@ def test_offline_channel_is_503_json_without_hammering_and_is_picked_up_when_liv
             assert response.status_code == 503
             assert response.json()["error"]["code"] == "channel_offline"
             assert "retry-after" in response.headers
-        assert server.services.extractor.calls == 1  # the negative cache answered
+        assert server.core.extractor.calls == 1  # the negative cache answered
         channels = client.get(server.url("/api/channels")).json()["channels"]
         assert channels[0]["status"] == "offline"
         origin.set_offline("news", False)
         assert client.post(server.url("/api/cache/invalidate/news")).status_code == 200
         response = client.get(server.url("/live/news.m3u8"))
         assert response.status_code == 200
-        assert server.services.extractor.calls == 2
+        assert server.core.extractor.calls == 2
 
 
 def test_over_the_viewer_limit_is_503(live_app: Callable[..., AppServer]) -> None:
@@ -327,7 +327,7 @@ def test_api_channels_and_m3u_never_wait_on_ytdlp_and_stream_api_resolves(
         channels = client.get(server.url("/api/channels")).json()["channels"]
         assert [c["status"] for c in channels] == ["unknown"]
         assert client.get(server.url("/playlist.m3u")).status_code == 200
-        assert server.services.extractor.calls == 0
+        assert server.core.extractor.calls == 0
         stream = client.get(server.url("/api/stream/news")).json()
         assert stream["status"] == "live"
         assert stream["url"] == server.url("/live/news.m3u8")
@@ -336,7 +336,7 @@ def test_api_channels_and_m3u_never_wait_on_ytdlp_and_stream_api_resolves(
         assert client.get(server.url("/api/channels")).json()["channels"][0]["status"] == "live"
         # An edit of the channels file takes effect without a restart.
         write_channels(channels_file, origin, "news", "sports")
-        server.services.live.book.reload_now()
+        server.live.book.reload_now()
         assert client.get(server.url("/live/sports.m3u8")).status_code == 200
         page = client.get(server.url("/channels"))
         assert page.status_code == 200 and "Channel sports" in page.text

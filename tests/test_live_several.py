@@ -140,7 +140,7 @@ def test_expand_lists_every_current_live_and_ffmpeg_plays_each(
         # The first look lists the channel itself and starts the listing in the background.
         first = m3u_entries(client.get(server.url("/playlist.m3u")).text)
         assert [e[0] for e in first] == ["multi"]
-        server.call(server.services.live.listings.settled)
+        server.call(server.live.listings.settled)
         entries = m3u_entries(client.get(server.url("/playlist.m3u")).text)
         channels = described(server, client)
     main_id, finance_id = derived_id("multi", MAIN), derived_id("multi", FINANCE)
@@ -194,7 +194,7 @@ def test_an_unknown_derived_id_is_not_found_once_the_lives_are_listed(
     server = multi("expand = true")
     with httpx.Client(timeout=30) as client:
         client.get(server.url("/api/channels"))
-        server.call(server.services.live.listings.settled)
+        server.call(server.live.listings.settled)
         gone = client.get(server.url("/live/multi~00000000.m3u8"))
         assert gone.status_code == 404
         assert gone.json()["error"]["code"] == "channel_not_found"

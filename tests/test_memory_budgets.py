@@ -193,7 +193,7 @@ def test_the_relay_refuses_an_origin_segment_bigger_than_segment_max_bytes(
     assert response.json()["error"]["code"] == "upstream_too_large"
 
     async def buffered() -> tuple[int, int]:
-        relay = server.services.live.relay
+        relay = server.live.relay
         return len(relay.buffer), relay.buffer.size
 
     assert server.call(buffered) == (0, 0)

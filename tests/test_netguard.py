@@ -208,7 +208,7 @@ def test_a_redirecting_thumbnail_or_logo_is_refused_by_the_image_relay(
     app_server, strict, internal, public
 ) -> None:
     server = app_server(strict)
-    signer = server.services.signer
+    signer = server.core.signer
     with httpx.Client(base_url=server.base_url, timeout=30) as client:
         good = client.get(image_path(signer, f"{public.base}/thumb.png"))
         assert good.status_code == 200 and good.content == PNG
@@ -251,12 +251,12 @@ def test_through_global_proxy_private_targets_are_refused_before_anything_is_sen
         assert task["state"] == "failed", task
         assert task["error"]["code"] == "forbidden_address"
         for path in ("/thumb-redirect.png", "/logo-redirect.png"):
-            response = client.get(image_path(server.services.signer, f"{public.base}{path}"))
+            response = client.get(image_path(server.core.signer, f"{public.base}{path}"))
             assert response.status_code == 403, response.text
-        good = client.get(image_path(server.services.signer, f"{public.base}/thumb.png"))
+        good = client.get(image_path(server.core.signer, f"{public.base}/thumb.png"))
         assert good.status_code == 200
         # A name that resolves locally to a private address is refused as well.
-        named = client.get(image_path(server.services.signer, "http://localhost:9/x.png"))
+        named = client.get(image_path(server.core.signer, "http://localhost:9/x.png"))
         assert named.status_code == 403, named.text
     carried = set(proxy.requests)
     assert urlsplit(public.base).netloc in carried  # the proxy did carry the public hops

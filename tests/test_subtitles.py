@@ -177,7 +177,7 @@ def test_a_one_file_track_downloads_byte_identical_as_vtt_and_as_valid_srt(
         [track] = task["result"]["subtitles"]
         assert (track["code"], track["formats"], track["downloadable"]) == ("en", ["vtt"], True)
         assert "/subs/en.vtt" not in json.dumps(task)
-        link = read_subtitle(server.services.signer, track["vtt_url"].rsplit("/", 1)[1])
+        link = read_subtitle(server.core.signer, track["vtt_url"].rsplit("/", 1)[1])
         assert (link["u"], link["k"], link["l"], link["x"]) == (
             origin.subtitles.page_url, "subtitles", "en", "vtt",
         )  # fmt: skip
@@ -232,7 +232,7 @@ def test_a_forged_or_unknown_subtitle_link_is_refused(start_app, origin) -> None
     from ytproxy.download.links import subtitle_path
 
     server = start_app()
-    signer, ttl = server.services.signer, 60
+    signer, ttl = server.core.signer, 60
     with httpx.Client(base_url=server.base_url) as client:
         analyse(client, origin.subtitles.page_url)
         forged = client.get("/v1/download/subtitle/not-a-token")

@@ -54,8 +54,8 @@ def test_health_says_degraded_while_redis_is_down_and_recovers_by_itself(
 
 
 async def _roundtrip(server) -> object:
-    await server.services.cache.set("probe", {"v": 1}, ttl=30)
-    return await server.services.cache.get("probe")
+    await server.core.cache.set("probe", {"v": 1}, ttl=30)
+    return await server.core.cache.get("probe")
 
 
 def test_health_reports_an_unreachable_pot_provider_as_degraded(app_server, settings) -> None:
@@ -90,7 +90,7 @@ def test_two_apps_in_one_process_have_separate_registries(app_server, settings) 
     labels = {"route": "health", "method": "GET", "status": "200"}
 
     def health_requests(server) -> float | None:
-        return server.services.metrics.registry.get_sample_value("http_requests_total", labels)
+        return server.core.metrics.registry.get_sample_value("http_requests_total", labels)
 
     assert health_requests(first) == 1
     assert health_requests(second) is None

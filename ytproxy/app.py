@@ -2,8 +2,15 @@
 
 Nothing happens at import. `create_app` builds the route table and middleware; the
 lifespan opens the long-lived clients in order (metrics, cache, HTTP session,
-extractor, probes, then the live, analyse and download components), publishes them
-as `app.state.services`, and closes them in reverse order on shutdown.
+extractor, probes: the frozen `Core`), then builds each job's service from the few
+clients it uses (live channels, analyse tasks, downloads' transfers, and the sources
+both analyse and download use), and closes them in reverse order on shutdown.
+
+Handlers reach all of this through the lifespan state, which Starlette copies into
+each request (`core(request)`, `live_service(request)`, `task_runner(request)`,
+`transfers(request)`, `source_store(request)`, `readiness(request)`); nothing is kept
+on `app.state`. This module is the composition root: the one shared module that
+imports the job packages.
 
 Routes are data: `build_routes()` lists every route, each named, from the shared
 routes here and the `routes()` of each job package.
@@ -31,6 +38,7 @@ from .access import AccessGuard, CrossSiteGuard, HostGuard, allowed_hosts
 from .analyse import routes as analyse_routes
 from .analyse.runner import TaskRunner
 from .cache import open_cache
+from .core import Core, Readiness, open_http_session
 from .download import routes as download_routes
 from .download.transfers import Transfers
 from .errors import NotFound, YtproxyError
@@ -39,9 +47,10 @@ from .live import routes as live_routes
 from .live.service import LiveService
 from .metrics import Metrics
 from .netguard import AddressPolicy
-from .services import Services, open_http_session
+from .probes import Probes
 from .settings import Settings, load_environment
 from .signing import Signer
+from .sources import Sources
 from .web import STATIC_DIR, Templates, error_response
 
 log = logging.getLogger(__name__)
@@ -51,8 +60,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
     if settings is None:
         settings = Settings.from_env(load_environment())
     signer = Signer(settings.secret_key)
-    templates = Templates()
-    app = Starlette(
+    templates = Templates(login_required=bool(settings.access_token))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
+        async with _open(settings, signer, templates) as state:
+            yield state
+
+    return Starlette(
         routes=build_routes(),
         middleware=[
             Middleware(HttpMetrics),
@@ -65,13 +80,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             HTTPException: _handle_http_exception,
             Exception: _handle_unexpected,
         },
-        lifespan=_lifespan,
+        lifespan=lifespan,
     )
-    app.state.settings = settings
-    app.state.signer = signer
-    app.state.templates = templates
-    app.state.ready = False
-    return app
 
 
 def build_routes() -> list[BaseRoute]:
@@ -98,8 +108,10 @@ def build_routes() -> list[BaseRoute]:
 
 
 @contextlib.asynccontextmanager
-async def _lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
-    settings: Settings = app.state.settings
+async def _open(
+    settings: Settings, signer: Signer, templates: Templates
+) -> AsyncIterator[dict[str, Any]]:
+    """The lifespan state: the core, each job's service, and readiness."""
     if settings.secret_key_generated:
         log.warning(
             "SECRET_KEY is not set: generated one for this process. Links stop working on "
@@ -111,7 +123,8 @@ async def _lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
     cache = open_cache(settings.redis_url, settings.cache_max_bytes)
     http = open_http_session(settings)
     extractor = Extractor(settings, metrics)
-    probes = system.Probes(settings)
+    probes = Probes(settings)
+    readiness = Readiness()
     async with contextlib.AsyncExitStack() as stack:
         stack.push_async_callback(cache.close)
         stack.push_async_callback(http.close)
@@ -119,26 +132,35 @@ async def _lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
         stack.push_async_callback(probes.close)
         await probes.start()
         await extractor.start()
-        svc = Services(
+        core = Core(
             settings=settings,
             metrics=metrics,
             cache=cache,
             http=http,
             extractor=extractor,
-            signer=app.state.signer,
-            templates=app.state.templates,
-            probes=probes,
+            signer=signer,
             policy=AddressPolicy.from_settings(settings),
+            templates=templates,
+            probes=probes,
         )
-        svc.live = LiveService(svc)
-        await svc.live.start()
-        stack.push_async_callback(svc.live.close)
-        svc.analyse = TaskRunner(svc)
-        await svc.analyse.start()
-        stack.push_async_callback(svc.analyse.close)
-        svc.transfers = Transfers(svc)
-        stack.push_async_callback(svc.transfers.close)
-        app.state.services = svc
+        live = LiveService(
+            settings=settings,
+            cache=cache,
+            http=http,
+            extractor=extractor,
+            metrics=metrics,
+            signer=signer,
+        )
+        await live.start()
+        stack.push_async_callback(live.close)
+        sources = Sources(cache, extractor, metrics, settings.result_ttl)
+        tasks = TaskRunner(
+            settings=settings, cache=cache, extractor=extractor, metrics=metrics, sources=sources
+        )
+        await tasks.start()
+        stack.push_async_callback(tasks.close)
+        transfers = Transfers(settings, metrics)
+        stack.push_async_callback(transfers.close)
         cache_status = await cache.status()
         metrics.redis_up.set(1 if cache_status["connected"] else 0)
         log.info(
@@ -147,11 +169,19 @@ async def _lifespan(app: Starlette) -> AsyncIterator[dict[str, Any]]:
             YTDLP_VERSION,
             cache_status["backend"],
         )
-        app.state.ready = True
+        readiness.ready = True
         try:
-            yield {"services": svc}
+            yield {
+                "core": core,
+                "live": live,
+                "channel_report": live.channel_report,
+                "tasks": tasks,
+                "sources": sources,
+                "transfers": transfers,
+                "readiness": readiness,
+            }
         finally:
-            app.state.ready = False
+            readiness.ready = False
             log.info("ytproxy shutting down")
 
 
@@ -214,8 +244,9 @@ class HttpMetrics:
 
 
 def _metrics_of(scope: Scope) -> Metrics | None:
-    services = getattr(scope["app"].state, "services", None)
-    return services.metrics if services is not None else None
+    """The app's metrics from the lifespan state (absent before start-up)."""
+    found = (scope.get("state") or {}).get("core")
+    return found.metrics if isinstance(found, Core) else None
 
 
 def _route_name(scope: Scope) -> str:

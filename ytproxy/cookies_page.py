@@ -31,8 +31,8 @@ from starlette.types import Message
 
 from . import cookies
 from .access import base_url
+from .core import Core, core
 from .errors import BadRequest, Forbidden, PayloadTooLarge, YtproxyError
-from .services import Services, services
 
 log = logging.getLogger(__name__)
 
@@ -69,8 +69,8 @@ async def cookies_endpoint(request: Request) -> Response:
     return JSONResponse(await _state(svc), headers=_NO_STORE)
 
 
-def _guarded(request: Request) -> Services:
-    svc = services(request)
+def _guarded(request: Request) -> Core:
+    svc = core(request)
     if svc.settings.access_token is None:
         raise Forbidden(
             "Cookies can only be uploaded to a gateway with ACCESS_TOKEN set: without it, "
@@ -80,7 +80,7 @@ def _guarded(request: Request) -> Services:
     return svc
 
 
-async def _state(svc: Services) -> dict[str, Any]:
+async def _state(svc: Core) -> dict[str, Any]:
     settings = svc.settings
     facts = await asyncio.to_thread(cookies.status, settings.cookies_file())
     facts["uploads_to"] = (
@@ -89,7 +89,7 @@ async def _state(svc: Services) -> dict[str, Any]:
     return facts
 
 
-async def _upload(svc: Services, data: bytes) -> cookies.Summary:
+async def _upload(svc: Core, data: bytes) -> cookies.Summary:
     settings = svc.settings
     text, summary = cookies.read_upload(data, settings.cookies_extra_domains)
     target = settings.cookies_target
@@ -108,7 +108,7 @@ async def _upload(svc: Services, data: bytes) -> cookies.Summary:
     return summary
 
 
-async def _delete(svc: Services) -> None:
+async def _delete(svc: Core) -> None:
     try:
         removed = await asyncio.to_thread(cookies.remove, svc.settings.cookies_target)
     except OSError as exc:
@@ -125,7 +125,7 @@ def _not_writable(exc: OSError) -> YtproxyError:
 
 
 async def _answer(
-    request: Request, svc: Services, done: str, summary: cookies.Summary | None = None
+    request: Request, svc: Core, done: str, summary: cookies.Summary | None = None
 ) -> Response:
     state = await _state(svc)
     if request.headers.get("hx-request") == "true":
@@ -138,7 +138,7 @@ async def _answer(
     return JSONResponse(body, headers=_NO_STORE)
 
 
-async def _form_action(request: Request, svc: Services) -> str:
+async def _form_action(request: Request, svc: Core) -> str:
     """The no-JavaScript form: a `file` to upload, or `delete`."""
     body = await _read_body(request, cookies.MAX_UPLOAD + _MULTIPART_SLACK)
     fields = await _form(request, body)

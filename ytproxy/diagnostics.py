@@ -35,20 +35,22 @@ import json
 import logging
 import re
 import time
+from collections.abc import Awaitable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 from urllib.parse import urlsplit
 
 import aiohttp
 import aiohttp_socks
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from .cookies import LOGIN_COOKIES, is_youtube_domain
+from .core import Core, core
 from .extractor import YTDLP_VERSION
 from .i18n import pick_language, translate
-from .services import Services, services
+from .settings import Settings
 from .web import wants_html
 
 log = logging.getLogger(__name__)
@@ -123,7 +125,23 @@ class Report:
         return [{"cause": name, "message": text.render(lang)} for name, text in self.blocked_causes]
 
 
-async def diagnose(svc: Services, *, proxy_target: str = PROXY_TARGET) -> Report:
+class ChannelReport(Protocol):
+    """Each channel's last resolution as the live job cached it, never resolving: one
+    mapping per channel with `id`, `name`, `enabled` and, when known, `status`,
+    `checked_at`, `expires_at` and `code`. The live job publishes one in the lifespan
+    state (`channel_report`), so this module does not import it."""
+
+    def __call__(self) -> Awaitable[list[dict[str, Any]]]: ...
+
+
+def channel_report(conn: HTTPConnection) -> ChannelReport:
+    found: ChannelReport = conn.state.channel_report
+    return found
+
+
+async def diagnose(
+    svc: Core, channels_of: ChannelReport, *, proxy_target: str = PROXY_TARGET
+) -> Report:
     """Run every check at once; none of them raises."""
     settings = svc.settings
     checks = await asyncio.gather(
@@ -136,16 +154,15 @@ async def diagnose(svc: Services, *, proxy_target: str = PROXY_TARGET) -> Report
         _check_ffmpeg(svc),
         asyncio.to_thread(check_extractor_args, settings.ytdlp_extractor_args),
     )
-    channel_check, channels = await check_channels(svc)
+    channel_check, channels = await check_channels(settings, channels_of)
     all_checks = [*checks, channel_check]
-    return Report(all_checks, channels, time.time(), blocked_causes(svc, all_checks))
+    return Report(all_checks, channels, time.time(), blocked_causes(settings, all_checks))
 
 
-def blocked_causes(svc: Services, checks: list[Check]) -> list[tuple[str, Text]]:
+def blocked_causes(settings: Settings, checks: list[Check]) -> list[tuple[str, Text]]:
     """Why YouTube may refuse a channel's stream from here, most likely first, each
     read against what the other checks found; the last entry says what to do."""
     by_name = {check.name: check for check in checks}
-    settings = svc.settings
     cookies_file = settings.cookies_file()
     unset = Text("blocked.unset")
     pot_state = Text("status." + by_name["pot_provider"].status)
@@ -213,7 +230,7 @@ def _plugin_versions() -> dict[str, str | None]:
     return found
 
 
-async def _check_js_runtime(svc: Services) -> Check:
+async def _check_js_runtime(svc: Core) -> Check:
     runtime = svc.probes.js_runtime
     details = runtime.to_dict()
     if not runtime.found:
@@ -222,7 +239,7 @@ async def _check_js_runtime(svc: Services) -> Check:
     return Check("js_runtime", "ok", Text("js.ok", params), details)
 
 
-async def check_pot_provider(svc: Services) -> Check:
+async def check_pot_provider(svc: Core) -> Check:
     pot = await svc.probes.pot_provider()
     if not pot.get("configured"):
         return Check("pot_provider", "off", Text("pot.off"), pot)
@@ -241,7 +258,7 @@ async def check_pot_provider(svc: Services) -> Check:
     return Check("pot_provider", "ok", Text("pot.ok", {"url": url, "version": server}), details)
 
 
-async def check_proxy(svc: Services, target: str = PROXY_TARGET) -> Check:
+async def check_proxy(svc: Core, target: str = PROXY_TARGET) -> Check:
     """One GET through the relay's session, which is the one that carries the proxy."""
     proxy = svc.settings.global_proxy
     if not proxy:
@@ -416,7 +433,7 @@ def _age(seconds: int) -> Text:
     return Text("age.days", {"count": seconds // 86400})
 
 
-async def check_redis(svc: Services) -> Check:
+async def check_redis(svc: Core) -> Check:
     status = await svc.cache.status()
     url = svc.settings.redis_url
     if status.get("backend") == "embedded" or not url:
@@ -446,7 +463,7 @@ def check_extractor_args(args: dict[str, dict[str, list[str]]]) -> Check:
     )
 
 
-async def _check_ffmpeg(svc: Services) -> Check:
+async def _check_ffmpeg(svc: Core) -> Check:
     ffmpeg = svc.probes.ffmpeg
     if not ffmpeg.found:
         return Check("ffmpeg", "error", Text("ffmpeg.missing"), ffmpeg.to_dict())
@@ -454,22 +471,12 @@ async def _check_ffmpeg(svc: Services) -> Check:
     return Check("ffmpeg", "ok", Text("ffmpeg.ok", params), ffmpeg.to_dict())
 
 
-async def check_channels(svc: Services) -> tuple[Check, list[dict[str, Any]]]:
-    """Each channel's last resolution as the live component cached it; never resolves."""
-    path = str(svc.settings.channels_file)
-    live = svc.live
-    channels: list[dict[str, Any]] = []
-    for channel in live.book.all():
-        row: dict[str, Any] = {"id": channel.id, "name": channel.name, "enabled": channel.enabled}
-        resolution = await live.resolver.peek(channel)
-        failure = await live.resolver.peek_failure(channel)
-        if resolution is not None:
-            row.update(
-                status="live", checked_at=resolution.fetched_at, expires_at=resolution.expires_at
-            )
-        elif failure is not None:
-            row.update(failure)
-        channels.append(_channel_row(row))
+async def check_channels(
+    settings: Settings, channels_of: ChannelReport
+) -> tuple[Check, list[dict[str, Any]]]:
+    """Each channel's last resolution as the live job cached it; never resolves."""
+    path = str(settings.channels_file)
+    channels = [_channel_row(row) for row in await channels_of()]
     enabled = [c for c in channels if c["enabled"]]
     if not enabled:
         return Check("channels", "off", Text("channels.none", {"path": path})), channels
@@ -497,8 +504,8 @@ def _channel_row(reported: dict[str, Any]) -> dict[str, Any]:
 
 
 async def diagnostics_page(request: Request) -> Response:
-    svc = services(request)
-    report = await diagnose(svc)
+    svc = core(request)
+    report = await diagnose(svc, channel_report(request))
     accept = request.headers.get("accept", "")
     if "application/json" in accept or not wants_html(request):
         return _json(report)
@@ -514,7 +521,7 @@ async def diagnostics_page(request: Request) -> Response:
 
 
 async def diagnostics_api(request: Request) -> Response:
-    return _json(await diagnose(services(request)))
+    return _json(await diagnose(core(request), channel_report(request)))
 
 
 def _json(report: Report) -> JSONResponse:

@@ -25,8 +25,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from .core import core
 from .errors import UpstreamError
-from .services import services
 from .signing import Signer
 from .urlguard import check_url
 
@@ -45,7 +45,7 @@ def image_path(signer: Signer, url: str) -> str:
 
 
 async def image_relay(request: Request) -> Response:
-    svc = services(request)
+    svc = core(request)
     url = str(svc.signer.open(PURPOSE, request.path_params["token"]).get("u", ""))
     await check_url(
         url,

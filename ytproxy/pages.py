@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 
 from .access import base_url
-from .services import services
+from .core import core
 from .web import STATIC_DIR
 
 # The first http(s) URL in shared text ("Look at this https://youtu.be/x via YouTube").
@@ -31,7 +31,7 @@ _MAX_SHARED = 2048
 
 
 async def index(request: Request) -> Response:
-    svc = services(request)
+    svc = core(request)
     context = {
         "shared_url": shared_url(request),
         "bookmarklet": bookmarklet(base_url(request, svc.settings.public_base_url)),

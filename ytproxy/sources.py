@@ -4,24 +4,28 @@ An analysis stores two things under the hash of the normalised URL: the public
 result (what clients see, `ytproxy.analyse`) and, here, the *sources*: for each
 format its upstream URL, headers, protocol and size, and for each subtitle track the
 WebVTT URL it is served from (`captions.track_sources`). Sources never leave the server;
-the download relay reads them to fetch bytes, and calls `load_sources(...,
+the download relay reads them to fetch bytes, and calls `Sources.load(...,
 newer_than=...)` when the upstream says the URLs expired, which re-extracts once
 (single-flight) for everybody downloading that video.
 
-This module does not classify formats or decide what clients see.
+`Sources(cache, extractor, metrics, ttl)` is built once in the lifespan and shared by
+the analyse job (which stores) and the download job (which loads); `source_store(request)`
+is its typed accessor. This module does not classify formats or decide what clients see.
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from .captions import track_sources
+from starlette.requests import HTTPConnection
 
-if TYPE_CHECKING:
-    from .services import Services
+from .cache import Cache
+from .captions import track_sources
+from .extractor import Extractor
+from .metrics import Metrics
 
 # Tracking parameters that do not change which video a URL names.
 _DROP_PARAMS = frozenset(
@@ -83,34 +87,45 @@ def strip_info(info: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def store_sources(services: Services, url: str, info: dict[str, Any]) -> dict[str, Any]:
-    sources = strip_info(info)
-    await services.cache.set(f"sources:{url_key(url)}", sources, services.settings.result_ttl)
-    return sources
+class Sources:
+    """The private sources of each video, in the cache for `ttl` seconds."""
+
+    def __init__(self, cache: Cache, extractor: Extractor, metrics: Metrics, ttl: float) -> None:
+        self._cache = cache
+        self._extractor = extractor
+        self._metrics = metrics
+        self._ttl = ttl
+
+    async def store(self, url: str, info: dict[str, Any]) -> dict[str, Any]:
+        sources = strip_info(info)
+        await self._cache.set(f"sources:{url_key(url)}", sources, self._ttl)
+        return sources
+
+    async def load(self, url: str, *, newer_than: float | None = None) -> dict[str, Any]:
+        """The sources of `url`, from the cache or a fresh extraction (shared by all callers).
+
+        `newer_than` is for a caller whose URLs the upstream refused: a cached copy fetched
+        at or before that time holds the same dead URLs and is replaced, while a copy that
+        another caller refreshed since is reused.
+        """
+        key = f"sources:{url_key(url)}"
+        cached = await self._cache.get(key)
+        if cached is not None and (newer_than is None or cached.get("fetched_at", 0) > newer_than):
+            self._metrics.cache_hits.labels("sources").inc()
+            return dict(cached)
+        self._metrics.cache_misses.labels("sources").inc()
+
+        async def produce() -> dict[str, Any]:
+            info = await self._extractor.extract(url, lane="analyse")
+            return await self.store(url, info)
+
+        result: dict[str, Any] = await self._cache.single_flight(key, produce)
+        return result
 
 
-async def load_sources(
-    services: Services, url: str, *, newer_than: float | None = None
-) -> dict[str, Any]:
-    """The sources of `url`, from the cache or a fresh extraction (shared by all callers).
-
-    `newer_than` is for a caller whose URLs the upstream refused: a cached copy fetched
-    at or before that time holds the same dead URLs and is replaced, while a copy that
-    another caller refreshed since is reused.
-    """
-    key = f"sources:{url_key(url)}"
-    cached = await services.cache.get(key)
-    if cached is not None and (newer_than is None or cached.get("fetched_at", 0) > newer_than):
-        services.metrics.cache_hits.labels("sources").inc()
-        return dict(cached)
-    services.metrics.cache_misses.labels("sources").inc()
-
-    async def produce() -> dict[str, Any]:
-        info = await services.extractor.extract(url, lane="analyse")
-        return await store_sources(services, url, info)
-
-    result: dict[str, Any] = await services.cache.single_flight(key, produce)
-    return result
+def source_store(conn: HTTPConnection) -> Sources:
+    found: Sources = conn.state.sources
+    return found
 
 
 def find_format(sources: dict[str, Any], format_id: str) -> dict[str, Any] | None:

@@ -32,7 +32,7 @@ _JSON_PREFIXES = ("/api/", "/v1/", "/live/", "/metrics", "/health", "/ready")
 
 
 class Templates:
-    def __init__(self, directory: Path = TEMPLATES_DIR) -> None:
+    def __init__(self, directory: Path = TEMPLATES_DIR, *, login_required: bool = False) -> None:
         self.env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(directory),
             autoescape=True,
@@ -41,6 +41,8 @@ class Templates:
             lstrip_blocks=True,
         )
         self.env.globals["version"] = __version__
+        # ACCESS_TOKEN is set: pages link to the settings page and to logout.
+        self.env.globals["login_required"] = login_required
 
     def render(
         self,
@@ -92,7 +94,7 @@ def error_response(request: Request, exc: YtproxyError) -> Response:
         headers["Retry-After"] = str(exc.retry_after)
     if isinstance(exc, RangeNotSatisfiable) and exc.size is not None:
         headers["Content-Range"] = f"bytes */{exc.size}"
-    templates: Templates | None = getattr(request.app.state, "templates", None)
+    templates = _templates_of(request)
     if templates is not None and request.headers.get("hx-request") == "true":
         return templates.render(
             request, "_error.html", {"error": exc}, status=exc.status_code, headers=headers
@@ -102,3 +104,10 @@ def error_response(request: Request, exc: YtproxyError) -> Response:
             request, "error.html", {"error": exc}, status=exc.status_code, headers=headers
         )
     return JSONResponse({"error": exc.to_dict()}, status_code=exc.status_code, headers=headers)
+
+
+def _templates_of(request: Request) -> Templates | None:
+    """The app's templates from the lifespan state (absent before start-up)."""
+    state: dict[str, Any] = request.scope.get("state") or {}
+    found = getattr(state.get("core"), "templates", None)
+    return found if isinstance(found, Templates) else None

@@ -35,12 +35,13 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Message
 
 from ..captions import KINDS
+from ..core import Core, core
 from ..download.links import download_path, subtitle_path
 from ..errors import BadRequest, NotFound, PayloadTooLarge, TooManyRequests
 from ..images import image_path
-from ..services import Services, services
 from ..urlguard import check_url
 from .playlists import PAGE_SIZE, page_count, page_of
+from .runner import task_runner
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ _NO_STORE = {"Cache-Control": "no-store"}
 
 
 async def analyze(request: Request) -> Response:
-    svc = services(request)
+    svc = core(request)
     await _rate_limit(request, svc)
     submitted = await read_url(request)
     url = await check_url(
@@ -61,11 +62,11 @@ async def analyze(request: Request) -> Response:
         policy=svc.policy,
         proxied=bool(svc.settings.global_proxy),
     )
-    task_id = await svc.analyse.submit(url)
+    task_id = await task_runner(request).submit(url)
     status_url = request.url_for("task_status", task_id=task_id).path
     headers = {**_NO_STORE, "Location": status_url}
     if _is_htmx(request):
-        status = await svc.analyse.status(task_id)
+        status = await task_runner(request).status(task_id)
         if status is not None:
             # A cached URL completes at once: its result card needs its download links.
             if status["result"] is not None:
@@ -77,8 +78,8 @@ async def analyze(request: Request) -> Response:
 
 
 async def task_status(request: Request) -> Response:
-    svc = services(request)
-    status = await svc.analyse.status(request.path_params["task_id"])
+    svc = core(request)
+    status = await task_runner(request).status(request.path_params["task_id"])
     if status is None:
         raise NotFound("There is no task with this id (it may have expired)", code="task_not_found")
     if status["result"] is not None:
@@ -110,7 +111,7 @@ async def read_url(request: Request) -> object:
 
 
 def served_result(
-    svc: Services, url: str, result: dict[str, Any], page: int = 1, per_page: int = PAGE_SIZE
+    svc: Core, url: str, result: dict[str, Any], page: int = 1, per_page: int = PAGE_SIZE
 ) -> dict[str, Any]:
     """A result as a client gets it: a video's with its links, a playlist's one page."""
     if result.get("type") == "playlist":
@@ -118,9 +119,7 @@ def served_result(
     return with_links(svc, url, result)
 
 
-def playlist_page(
-    svc: Services, result: dict[str, Any], page: int, per_page: int
-) -> dict[str, Any]:
+def playlist_page(svc: Core, result: dict[str, Any], page: int, per_page: int) -> dict[str, Any]:
     """Page `page` of a playlist result, its thumbnails through the gateway."""
     if page > page_count(result, per_page):
         raise BadRequest(
@@ -149,7 +148,7 @@ def _page_params(request: Request) -> tuple[int, int]:
     return values[0], values[1]
 
 
-def with_links(svc: Services, url: str, result: dict[str, Any]) -> dict[str, Any]:
+def with_links(svc: Core, url: str, result: dict[str, Any]) -> dict[str, Any]:
     """A copy of `result` with a fresh `download_url` on every format and suggestion,
     `vtt_url` and `srt_url` on every downloadable subtitle track, and `thumbnail_url`,
     the thumbnail through the gateway."""
@@ -272,7 +271,7 @@ async def _form_field(request: Request, body: bytes, name: str) -> object:
     return value
 
 
-async def _rate_limit(request: Request, svc: Services) -> None:
+async def _rate_limit(request: Request, svc: Core) -> None:
     limit = svc.settings.analyze_rate_limit
     if not limit:
         return
@@ -289,7 +288,7 @@ async def _rate_limit(request: Request, svc: Services) -> None:
 
 
 def _fragment(
-    request: Request, svc: Services, status: dict[str, Any], code: int, headers: dict[str, str]
+    request: Request, svc: Core, status: dict[str, Any], code: int, headers: dict[str, str]
 ) -> Response:
     return svc.templates.render(
         request, "_task.html", {"task": status}, status=code, headers=headers

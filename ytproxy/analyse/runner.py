@@ -15,7 +15,7 @@ Analyses run in this process's asyncio registry, at most `MAX_CONCURRENT_ANALYSE
 a time (a semaphore), each bounded by `ANALYZE_TIMEOUT` once it holds a slot, on the
 extractor's `analyse` lane: that lane leaves a yt-dlp thread free for live channels,
 so they never wait behind a queue of analyses. A completed analysis stores the result,
-then the private sources (`sources.store_sources`, for the download relay), then the
+then the private sources (`Sources.store`, for the download relay), then the
 task record, and only then releases the lease, so a submitter that finds no lease
 also finds the result.
 
@@ -36,10 +36,12 @@ import math
 import time
 from typing import TYPE_CHECKING, Any
 
+from starlette.requests import HTTPConnection
+
 from ..errors import ExtractionError, ServiceUnavailable, TooManyRequests, YtproxyError
 from ..extractor import human_message
 from ..flights import Flights
-from ..sources import store_sources, url_key
+from ..sources import url_key
 from .formats import build_result, has_media
 from .playlists import build_playlist, is_playlist
 from .tasks import (
@@ -56,7 +58,11 @@ from .tasks import (
 )
 
 if TYPE_CHECKING:
-    from ..services import Services
+    from ..cache import Cache
+    from ..extractor import Extractor
+    from ..metrics import Metrics
+    from ..settings import Settings
+    from ..sources import Sources
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +75,20 @@ _LEASE_TTL = STALE_AFTER
 
 
 class TaskRunner:
-    def __init__(self, services: Services) -> None:
-        self._services = services
-        settings = services.settings
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        cache: Cache,
+        extractor: Extractor,
+        metrics: Metrics,
+        sources: Sources,
+    ) -> None:
+        self._settings = settings
+        self._cache = cache
+        self._extractor = extractor
+        self._metrics = metrics
+        self._sources = sources
         self._slots = asyncio.Semaphore(settings.max_concurrent_analyses)
         self._tasks: dict[str, Task] = {}
         self._jobs: dict[str, asyncio.Task[None]] = {}
@@ -138,7 +155,7 @@ class TaskRunner:
             record = lost(record)
         result = None
         if record["state"] == "completed":
-            result = await self._services.cache.get(record["result_key"])
+            result = await self._cache.get(record["result_key"])
             if result is None:
                 record["state"], record["error"] = (
                     "failed",
@@ -158,12 +175,12 @@ class TaskRunner:
         }
 
     async def _submit(self, url: str, url_hash: str) -> str:
-        cache, metrics = self._services.cache, self._services.metrics
+        cache, metrics = self._cache, self._metrics
         if await cache.get(result_key(url_hash)) is not None:
             metrics.cache_hits.labels("result").inc()
             return await self._from_cache(url, url_hash)
         metrics.cache_misses.labels("result").inc()
-        if self._waiting >= self._services.settings.analyze_queue_size:
+        if self._waiting >= self._settings.analyze_queue_size:
             raise TooManyRequests(
                 "Too many analyses are waiting; try again shortly",
                 code="queue_full",
@@ -182,14 +199,14 @@ class TaskRunner:
             task.complete(result_key(url_hash))
             await self._save(task, force=True)
             await self._release(task)
-            self._services.metrics.tasks.labels("completed").inc()
+            self._metrics.tasks.labels("completed").inc()
             return task.task_id
         self._accept(task)
         return task.task_id
 
     async def _take_lease(self, task: Task) -> str | None:
         """Take the URL's lease for `task`, or return the id of the task holding it."""
-        cache, key = self._services.cache, lease_key(task.url_hash)
+        cache, key = self._cache, lease_key(task.url_hash)
         for _ in range(3):
             if await cache.add(key, task.task_id, _LEASE_TTL):
                 return None
@@ -208,13 +225,13 @@ class TaskRunner:
         task = Task(task_id=new_task_id(), url=url, url_hash=url_hash)
         task.complete(result_key(url_hash))
         await self._save(task, force=True)
-        self._services.metrics.tasks.labels("completed").inc()
+        self._metrics.tasks.labels("completed").inc()
         return task.task_id
 
     def _accept(self, task: Task) -> None:
         if self._closing:
             raise ServiceUnavailable("The server is shutting down", code="not_ready")
-        metrics = self._services.metrics
+        metrics = self._metrics
         self._tasks[task.task_id] = task
         self._by_url[task.url_hash] = task.task_id
         self._waiting += 1
@@ -225,7 +242,7 @@ class TaskRunner:
         )
 
     async def _run(self, task: Task) -> None:
-        metrics, settings = self._services.metrics, self._services.settings
+        metrics, settings = self._metrics, self._settings
         holding = False
         try:
             async with self._slots:
@@ -265,7 +282,6 @@ class TaskRunner:
         await self._finish(task)
 
     async def _analyse(self, task: Task) -> None:
-        services = self._services
         loop = asyncio.get_running_loop()
 
         def on_event(message: str) -> None:
@@ -273,7 +289,7 @@ class TaskRunner:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(self._advance, task, message)
 
-        info = await services.extractor.extract(
+        info = await self._extractor.extract(
             task.url,
             lane="analyse",
             on_event=on_event,
@@ -283,7 +299,7 @@ class TaskRunner:
             # missing PO token costs subtitle languages (analyse/degraded.py).
             options={
                 "extract_flat": "in_playlist",
-                "playlistend": services.settings.playlist_max_entries,
+                "playlistend": self._settings.playlist_max_entries,
                 "writesubtitles": True,
                 "writeautomaticsub": True,
             },
@@ -293,16 +309,16 @@ class TaskRunner:
         await self._save(task, force=True)
         key = result_key(task.url_hash)
         if is_playlist(info):
-            playlist = build_playlist(info, services.settings.playlist_max_entries)
-            await services.cache.set(key, playlist, services.settings.result_ttl)
+            playlist = build_playlist(info, self._settings.playlist_max_entries)
+            await self._cache.set(key, playlist, self._settings.result_ttl)
             task.complete(key)
             return
         result = build_result(info)
         if not has_media(result):
             raise ExtractionError(human_message("unsupported_url"), code="unsupported_url")
-        ttl = LIVE_RESULT_TTL if result["is_live"] else services.settings.result_ttl
-        await services.cache.set(key, result, min(ttl, services.settings.result_ttl))
-        await store_sources(services, task.url, info)
+        ttl = LIVE_RESULT_TTL if result["is_live"] else self._settings.result_ttl
+        await self._cache.set(key, result, min(ttl, self._settings.result_ttl))
+        await self._sources.store(task.url, info)
         task.complete(key)
 
     def _advance(self, task: Task, message: str) -> None:
@@ -314,7 +330,7 @@ class TaskRunner:
 
     async def _finish(self, task: Task) -> None:
         """Record the final state, release the lease, and forget the task here."""
-        metrics = self._services.metrics
+        metrics = self._metrics
         metrics.tasks.labels(task.state).inc()
         metrics.analysis_duration.observe(time.time() - task.created)
         await self._save(task, force=True)
@@ -329,7 +345,7 @@ class TaskRunner:
             log.info("analysis %s failed: %s", task.task_id, (task.error or {}).get("code"))
 
     async def _release(self, task: Task) -> None:
-        cache, key = self._services.cache, lease_key(task.url_hash)
+        cache, key = self._cache, lease_key(task.url_hash)
         if await cache.get(key) == task.task_id:
             await cache.delete(key)
 
@@ -350,15 +366,15 @@ class TaskRunner:
             await self._write(task)
 
     async def _write(self, task: Task) -> None:
-        ttl = self._services.settings.result_ttl
-        await self._services.cache.set(task_key(task.task_id), task.record(), ttl)
+        ttl = self._settings.result_ttl
+        await self._cache.set(task_key(task.task_id), task.record(), ttl)
 
     async def _load(self, task_id: str) -> dict[str, Any] | None:
-        record = await self._services.cache.get(task_key(task_id))
+        record = await self._cache.get(task_key(task_id))
         return dict(record) if isinstance(record, dict) else None
 
     async def _beat(self) -> None:
-        cache = self._services.cache
+        cache = self._cache
         while True:
             await asyncio.sleep(HEARTBEAT_INTERVAL)
             for task in list(self._tasks.values()):
@@ -378,6 +394,11 @@ class TaskRunner:
 
     def _retry_after(self) -> int:
         """Seconds until a queue slot is likely to be free."""
-        slots = self._services.settings.max_concurrent_analyses
+        slots = self._settings.max_concurrent_analyses
         # The queue moves up one place each time a running analysis ends.
         return max(1, min(300, math.ceil(self._average_duration / slots)))
+
+
+def task_runner(conn: HTTPConnection) -> TaskRunner:
+    found: TaskRunner = conn.state.tasks
+    return found

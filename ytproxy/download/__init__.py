@@ -38,7 +38,7 @@ def routes() -> list[BaseRoute]:
             name="download_subtitle",
         ),
         Route("/v1/download/{token}", endpoints.download, methods=["GET", "HEAD"], name="download"),
-        Route("/v1/transfers", endpoints.transfers, methods=["GET"], name="transfers"),
+        Route("/v1/transfers", endpoints.transfers_api, methods=["GET"], name="transfers"),
         Route("/v1/zip", archive.zip_create, methods=["POST"], name="zip_create"),
         Route(
             "/v1/zip/{token}", archive.zip_download, methods=["GET", "HEAD"], name="zip_download"

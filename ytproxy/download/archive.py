@@ -50,15 +50,16 @@ from zipstream import ZIP_STORED, ZipStream
 from ..analyse import endpoints as analyse_api
 from ..analyse.formats import build_result
 from ..analyse.playlists import PAGE_SIZE, pick_entries
+from ..analyse.runner import task_runner
 from ..analyse.tasks import result_key
+from ..core import Core, core
 from ..errors import BadRequest, NotFound, YtproxyError
-from ..services import Services, services
-from ..sources import find_format, load_sources, url_key
+from ..sources import Sources, find_format, source_store, url_key
 from ..urlguard import check_url
 from .endpoints import merge_body, single_body
 from .headers import Naming, content_disposition, safe_filename
 from .response import Body, DownloadResponse, Head
-from .transfers import Transfer
+from .transfers import Transfer, transfers
 
 log = logging.getLogger(__name__)
 
@@ -73,9 +74,9 @@ def zip_path(signer: Any, ttl: float, zip_id: str) -> str:
 
 
 async def zip_create(request: Request) -> Response:
-    svc = services(request)
+    svc = core(request)
     task_id, ids, page, is_form = await _read_choice(request)
-    status = await svc.analyse.status(task_id)
+    status = await task_runner(request).status(task_id)
     if status is None:
         raise NotFound("There is no task with this id (it may have expired)", code="task_not_found")
     result = status["result"]
@@ -103,7 +104,7 @@ async def zip_create(request: Request) -> Response:
 
 
 async def zip_download(request: Request) -> Response:
-    svc = services(request)
+    svc, sources_of, registry = core(request), source_store(request), transfers(request)
     zip_id = str(svc.signer.open(PURPOSE, request.path_params["token"]).get("z", ""))
     job = await svc.cache.get(f"zip:{zip_id}") if zip_id else None
     if job is None:
@@ -114,12 +115,12 @@ async def zip_download(request: Request) -> Response:
     ids = [str(e["id"]) for e in entries]
 
     def make_body(transfer: Transfer) -> Body:
-        return ZipArchive(request, svc, title, entries, transfer)
+        return ZipArchive(request, svc, sources_of, title, entries, transfer)
 
     def begin() -> Transfer:
         if head_only:
-            return svc.transfers.probe("zip", ids, title)
-        return svc.transfers.begin("zip", ids, title, client=client)
+            return registry.probe("zip", ids, title)
+        return registry.begin("zip", ids, title, client=client)
 
     return DownloadResponse(request, make_body, begin)
 
@@ -150,13 +151,15 @@ class ZipArchive:
     def __init__(
         self,
         request: Request,
-        svc: Services,
+        svc: Core,
+        sources: Sources,
         title: str,
         entries: list[dict[str, Any]],
         transfer: Transfer,
     ) -> None:
         self._request = request
         self._svc = svc
+        self._sources = sources
         self._title = title
         self._entries = entries
         self._transfer = transfer
@@ -250,7 +253,7 @@ class ZipArchive:
         url = await check_url(
             entry["url"], policy=svc.policy, proxied=bool(svc.settings.global_proxy)
         )
-        sources = await load_sources(svc, url)
+        sources = await self._sources.load(url)
         cached = await svc.cache.get(result_key(url_key(url)))
         if not isinstance(cached, dict) or cached.get("type") != "video":
             cached = build_result({"formats": sources.get("formats") or []})
@@ -266,7 +269,7 @@ class ZipArchive:
             naming = Naming(label, ext)
 
             def make(transfer: Transfer) -> Body:
-                return single_body(svc, url, formats[0], naming, None, False)
+                return single_body(svc, self._sources, url, formats[0], naming, None, False)
 
         else:
             make = merge_body(self._request, svc, url, formats, label, ext, False)

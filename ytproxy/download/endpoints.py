@@ -21,24 +21,24 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from ..core import Core, core
 from ..errors import Forbidden, NotFound, ServiceUnavailable, YtproxyError
-from ..services import Services, services
 from ..settings import Settings
-from ..sources import find_format, load_sources
+from ..sources import Sources, find_format, source_store
 from .fragments import DASH_PROTOCOLS, HLS_PROTOCOLS, FragmentRelay, unsupported
 from .headers import ByteRange, Naming, parse_range
 from .links import part_path, read_link, read_part
 from .merge import MergedStream, choose_container
 from .relay import RangedRelay
 from .response import Body, DownloadResponse
-from .transfers import Transfer
+from .transfers import Transfer, Transfers, transfers
 from .upstream import Upstream
 
 _FILE_PROTOCOLS = frozenset({"http", "https"})
 
 
 async def download(request: Request) -> Response:
-    svc = services(request)
+    svc, sources_of, registry = core(request), source_store(request), transfers(request)
     link = read_link(svc.signer, request.path_params["token"])
     source_url = str(link.get("u") or "")
     format_ids = [str(f) for f in link.get("f") or []]
@@ -48,8 +48,8 @@ async def download(request: Request) -> Response:
     client = request.client.host if request.client else "unknown"
     if not head_only:
         # Checked again when the transfer registers; this spares a needless extraction.
-        svc.transfers.admit(client)
-    sources = await load_sources(svc, source_url)
+        registry.admit(client)
+    sources = await sources_of.load(source_url)
     formats = [_find(sources, format_id) for format_id in format_ids]
     title = str(link.get("t") or sources.get("title") or "video")
     wanted = str(link.get("x") or "")
@@ -60,40 +60,40 @@ async def download(request: Request) -> Response:
         mode = mode_of(fmt)
 
         def one_format(transfer: Transfer) -> Body:
-            return single_body(svc, source_url, fmt, naming, byte_range, head_only)
+            return single_body(svc, sources_of, source_url, fmt, naming, byte_range, head_only)
 
         make_body: Callable[[Transfer], Body] = one_format
     else:
         mode = "merge"
         make_body = merge_body(request, svc, source_url, formats, title, wanted, head_only)
-    begin = _begin(svc, mode, format_ids, title, client, head_only)
+    begin = _begin(registry, mode, format_ids, title, client, head_only)
     return DownloadResponse(request, make_body, begin)
 
 
 async def download_part(request: Request) -> Response:
-    svc = services(request)
+    svc, sources_of, registry = core(request), source_store(request), transfers(request)
     part = read_part(svc.signer, request.path_params["token"])
-    parent = svc.transfers.get(str(part.get("m")))
+    parent = registry.get(str(part.get("m")))
     if parent is None:
         raise NotFound("The merge this input belongs to has ended", code="transfer_not_found")
     source_url, format_id = str(part.get("u")), str(part.get("f"))
-    fmt = _find(await load_sources(svc, source_url), format_id)
+    fmt = _find(await sources_of.load(source_url), format_id)
     mode_of(fmt)
     naming = Naming(parent.title, str(fmt.get("ext") or "bin"), _audio_only(fmt))
     byte_range = parse_range(request.headers.get("range"))
     head_only = request.method == "HEAD"
 
     def make_body(transfer: Transfer) -> Body:
-        return single_body(svc, source_url, fmt, naming, byte_range, head_only)
+        return single_body(svc, sources_of, source_url, fmt, naming, byte_range, head_only)
 
     def begin() -> Transfer:
-        return svc.transfers.begin("part", [format_id], parent.title, parent=parent.id)
+        return registry.begin("part", [format_id], parent.title, parent=parent.id)
 
     return DownloadResponse(request, make_body, begin)
 
 
-async def transfers(request: Request) -> Response:
-    registry = services(request).transfers
+async def transfers_api(request: Request) -> Response:
+    registry = transfers(request)
     body = {"active": registry.count(), "limit": registry.limit, "transfers": registry.listing()}
     return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
@@ -119,14 +119,15 @@ def _audio_only(fmt: dict[str, Any]) -> bool:
 
 
 def single_body(
-    svc: Services,
+    svc: Core,
+    sources: Sources,
     source_url: str,
     fmt: dict[str, Any],
     naming: Naming,
     byte_range: ByteRange | None,
     head_only: bool,
 ) -> Body:
-    upstream = Upstream(svc, source_url, fmt)
+    upstream = Upstream(svc.http, svc.metrics, sources, source_url, fmt)
     chunk = svc.settings.chunk_size
     if mode_of(fmt) == "fragments":
         return FragmentRelay(upstream, chunk_size=chunk, naming=naming, head_only=head_only)
@@ -142,7 +143,7 @@ def single_body(
 
 def merge_body(
     request: Request,
-    svc: Services,
+    svc: Core,
     source_url: str,
     formats: list[dict[str, Any]],
     title: str,
@@ -211,8 +212,13 @@ def loopback_base(request: Request, settings: Settings) -> str:
 
 
 def _begin(
-    svc: Services, mode: str, format_ids: list[str], title: str, client: str, head_only: bool
+    registry: Transfers,
+    mode: str,
+    format_ids: list[str],
+    title: str,
+    client: str,
+    head_only: bool,
 ) -> Callable[[], Transfer]:
     if head_only:
-        return lambda: svc.transfers.probe(mode, format_ids, title)
-    return lambda: svc.transfers.begin(mode, format_ids, title, client=client)
+        return lambda: registry.probe(mode, format_ids, title)
+    return lambda: registry.begin(mode, format_ids, title, client=client)

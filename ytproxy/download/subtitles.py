@@ -42,9 +42,10 @@ from starlette.responses import Response, StreamingResponse
 from webvtt.errors import MalformedFileError
 
 from ..captions import KINDS
+from ..core import core
 from ..errors import Forbidden, NotFound, UpstreamError, YtproxyError
-from ..services import Services, services
-from ..sources import load_sources
+from ..metrics import Metrics
+from ..sources import Sources, source_store
 from ..upstream import REFUSED, read_capped
 from .fragments import HLS_PROTOCOLS, parse_media_playlist
 from .headers import content_disposition
@@ -61,12 +62,12 @@ _TIMING = re.compile(r"^(\S+)([ \t]+-->[ \t]+)(\S+)(.*)$")
 
 
 async def subtitle(request: Request) -> Response:
-    svc = services(request)
+    svc, sources_of = core(request), source_store(request)
     link = read_subtitle(svc.signer, request.path_params["token"])
     source_url, kind, code, ext = (str(link.get(k) or "") for k in ("u", "k", "l", "x"))
     if not source_url or kind not in KINDS or ext not in _TYPES:
         raise Forbidden("This link is not valid", code="invalid_token")
-    sources = await load_sources(svc, source_url)
+    sources = await sources_of.load(source_url)
     track = _track(sources, kind, code)
     title = str(link.get("t") or sources.get("title") or "video")
     headers = {
@@ -77,7 +78,8 @@ async def subtitle(request: Request) -> Response:
     }
     if request.method == "HEAD":
         return Response(headers=headers)
-    fetch = _Fetch(svc, source_url, kind, code, track, float(sources.get("fetched_at") or 0))
+    fetched_at = float(sources.get("fetched_at") or 0)
+    fetch = _Fetch(svc.http, svc.metrics, sources_of, source_url, kind, code, track, fetched_at)
     if track["protocol"] in HLS_PROTOCOLS:
         body = await fetch.first()
         try:
@@ -144,14 +146,18 @@ class _Fetch:
 
     def __init__(
         self,
-        svc: Services,
+        http: aiohttp.ClientSession,
+        metrics: Metrics,
+        sources: Sources,
         source_url: str,
         kind: str,
         code: str,
         track: dict[str, Any],
         fetched_at: float,
     ) -> None:
-        self._svc = svc
+        self._http = http
+        self._metrics = metrics
+        self._sources = sources
         self._source_url = source_url
         self._kind, self._code = kind, code
         self._track = track
@@ -162,7 +168,7 @@ class _Fetch:
         response = await self.get(str(self._track["url"]), check=False)
         if response.status in REFUSED:
             response.release()
-            sources = await load_sources(self._svc, self._source_url, newer_than=self._fetched_at)
+            sources = await self._sources.load(self._source_url, newer_than=self._fetched_at)
             self._track = _track(sources, self._kind, self._code)
             response = await self.get(str(self._track["url"]), check=False)
         if response.status != 200:
@@ -173,9 +179,9 @@ class _Fetch:
     async def get(self, url: str, *, check: bool = True) -> aiohttp.ClientResponse:
         headers = {str(k): str(v) for k, v in (self._track.get("http_headers") or {}).items()}
         headers["Accept-Encoding"] = "identity"
-        counter = self._svc.metrics.upstream_requests
+        counter = self._metrics.upstream_requests
         try:
-            response = await self._svc.http.get(url, headers=headers, allow_redirects=True)
+            response = await self._http.get(url, headers=headers, allow_redirects=True)
         except NETWORK_ERRORS:
             counter.labels("download", "error").inc()
             raise UpstreamError("The subtitles' upstream could not be reached") from None

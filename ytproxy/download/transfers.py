@@ -39,10 +39,13 @@ import time
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
+from starlette.requests import HTTPConnection
+
 from ..errors import TooManyRequests
 
 if TYPE_CHECKING:
-    from ..services import Services
+    from ..metrics import Metrics
+    from ..settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -132,8 +135,9 @@ class Transfer:
 
 
 class Transfers:
-    def __init__(self, services: Services) -> None:
-        self._services = services
+    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+        self._settings = settings
+        self._metrics = metrics
         self._active: dict[str, Transfer] = {}
         # Running downloads (a merge's inputs not included), kept as they come and go:
         # `admit` runs on every request and must not walk every transfer.
@@ -143,13 +147,13 @@ class Transfers:
 
     @property
     def limit(self) -> int:
-        return self._services.settings.max_concurrent_downloads
+        return self._settings.max_concurrent_downloads
 
     def admit(self, client: str) -> None:
         """Raise 429 if one more download from `client` would go over a limit."""
         if self._closing:
             raise _shutting_down()
-        per_client = self._services.settings.max_downloads_per_client
+        per_client = self._settings.max_downloads_per_client
         if self.count(client) >= per_client:
             raise TooManyRequests(
                 f"{per_client} downloads from your address are already running; "
@@ -184,7 +188,7 @@ class Transfers:
         self._active[transfer.id] = transfer
         if parent is None:
             self._running[client] += 1
-            self._services.metrics.active_downloads.inc()
+            self._metrics.active_downloads.inc()
             if self._watchdog is None:
                 self._watchdog = asyncio.create_task(self._watch(), name="transfers-watchdog")
         return transfer
@@ -209,7 +213,7 @@ class Transfers:
         return [t.as_dict() for t in sorted(top, key=lambda t: t.started_at)]
 
     def count_bytes(self, n: int) -> None:
-        self._services.metrics.relayed_bytes.labels("download").inc(n)
+        self._metrics.relayed_bytes.labels("download").inc(n)
 
     def remove(self, transfer: Transfer) -> None:
         if self._active.pop(transfer.id, None) is None:
@@ -222,7 +226,7 @@ class Transfers:
         self._running[transfer.client] -= 1
         if self._running[transfer.client] <= 0:
             del self._running[transfer.client]
-        metrics = self._services.metrics
+        metrics = self._metrics
         metrics.active_downloads.dec()
         metrics.downloads.labels(transfer.mode, transfer.outcome).inc()
         # The merge's inputs must not outlive it: ffmpeg is gone, so are its readers.
@@ -232,7 +236,7 @@ class Transfers:
 
     async def _watch(self) -> None:
         """End every transfer idle for the timeout; sleep until the next could be."""
-        timeout = self._services.settings.download_idle_timeout
+        timeout = self._settings.download_idle_timeout
         while True:
             wait = timeout
             for transfer in list(self._active.values()):
@@ -274,3 +278,8 @@ def _shutting_down() -> TooManyRequests:
     return TooManyRequests(
         "The server is shutting down", code="shutting_down", retry_after=RETRY_AFTER
     )
+
+
+def transfers(conn: HTTPConnection) -> Transfers:
+    found: Transfers = conn.state.transfers
+    return found

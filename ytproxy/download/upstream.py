@@ -4,7 +4,7 @@
 request of a download through the app's one aiohttp session (so `GLOBAL_PROXY`
 applies), counting them in `upstream_requests{kind="download"}`. When the upstream
 says the URL is dead (403/404/410) and the relay decides it has expired, `renew()`
-re-extracts the video (`load_sources(newer_than=...)`, single-flight, so a hundred
+re-extracts the video (`Sources.load(newer_than=...)`, single-flight, so a hundred
 downloads of one video share one extraction) and swaps in the new URL.
 
 `Attempts` is the retry budget of one transfer: failures without progress are
@@ -25,11 +25,12 @@ import aiohttp
 
 from ..backoff import backoff
 from ..errors import NotFound, UpstreamError
-from ..sources import find_format, load_sources
+from ..sources import find_format
 from ..upstream import expired
 
 if TYPE_CHECKING:
-    from ..services import Services
+    from ..metrics import Metrics
+    from ..sources import Sources
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +46,17 @@ NETWORK_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError)
 
 
 class Upstream:
-    def __init__(self, services: Services, source_url: str, fmt: dict[str, Any]) -> None:
-        self._services = services
+    def __init__(
+        self,
+        http: aiohttp.ClientSession,
+        metrics: Metrics,
+        sources: Sources,
+        source_url: str,
+        fmt: dict[str, Any],
+    ) -> None:
+        self._http = http
+        self._metrics = metrics
+        self._sources = sources
         self.source_url = source_url
         self.fmt = fmt
         self.renewals = 0
@@ -79,7 +89,7 @@ class Upstream:
             first, last = byte_range
             extra["Range"] = f"bytes={first}-{'' if last is None else last}"
         try:
-            response = await self._services.http.get(
+            response = await self._http.get(
                 url or self.url, headers=self.headers(extra), allow_redirects=True
             )
         except NETWORK_ERRORS:
@@ -95,7 +105,7 @@ class Upstream:
         self.renewals += 1
         log.info("format %s: upstream URL refused, re-extracting the source", self.format_id)
         refused_copy = float(self.fmt.get("fetched_at") or 0)
-        sources = await load_sources(self._services, self.source_url, newer_than=refused_copy)
+        sources = await self._sources.load(self.source_url, newer_than=refused_copy)
         fmt = find_format(sources, self.format_id)
         if fmt is None:
             raise NotFound(
@@ -107,7 +117,7 @@ class Upstream:
         self.renewals = 0
 
     def _count(self, status: str) -> None:
-        self._services.metrics.upstream_requests.labels("download", status).inc()
+        self._metrics.upstream_requests.labels("download", status).inc()
 
 
 class Attempts:

@@ -18,27 +18,27 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ..access import base_url
+from ..core import core
 from ..images import image_path
-from ..services import services
 from . import playlist
 from .channels import Channel
 from .fanout import Fetch, FetchResponse
 from .guide import guide_id
 from .links import Links, open_media, open_variant
-from .service import LiveService
+from .service import LiveService, live_service
 
 _NO_CACHE = {"Cache-Control": "no-cache"}
 _NO_STORE = {"Cache-Control": "no-store"}
 
 
 def links_for(request: Request) -> Links:
-    svc = services(request)
+    svc = core(request)
     base = base_url(request, svc.settings.public_base_url)
     return Links(svc.signer, base, svc.settings.access_token)
 
 
 def _live(request: Request) -> LiveService:
-    return services(request).live
+    return live_service(request)
 
 
 def _client(request: Request) -> str:
@@ -148,21 +148,21 @@ async def program_playlist(request: Request) -> Response:
 async def slate_segment(request: Request) -> Response:
     channel = _live(request).channel(request.path_params["channel_id"])
     body = await _live(request).slate_segment(channel)
-    services(request).metrics.relayed_bytes.labels("live_slate").inc(len(body))
+    core(request).metrics.relayed_bytes.labels("live_slate").inc(len(body))
     return Response(body, media_type="video/mp2t", headers={"Cache-Control": "no-cache"})
 
 
 async def media_playlist(request: Request) -> Response:
-    svc = services(request)
+    svc = core(request)
     params = request.path_params
     payload = open_variant(svc.signer, params["channel_id"], params["token"])
     channel = _watched(request)
-    body = await svc.live.media_playlist(channel, payload, links_for(request))
+    body = await live_service(request).media_playlist(channel, payload, links_for(request))
     return _playlist_response(request, body)
 
 
 def _playlist_response(request: Request, body: str) -> Response:
-    services(request).metrics.relayed_bytes.labels("live_playlist").inc(len(body))
+    core(request).metrics.relayed_bytes.labels("live_playlist").inc(len(body))
     return Response(body, media_type=playlist.CONTENT_TYPE, headers=_NO_CACHE)
 
 
@@ -188,11 +188,11 @@ async def _relay(
     label: str | None = None,
 ) -> Response:
     """Stream a shared fetch named by a signed media token of the request's channel."""
-    svc = services(request)
+    svc = core(request)
     params = request.path_params
     payload = open_media(svc.signer, params["channel_id"], params["token"])
     channel = _watched(request)
-    fetch = fetch_of(svc.live, channel, payload)
+    fetch = fetch_of(live_service(request), channel, payload)
     await fetch.ready()
     kind = label or str(payload.get("k", "segment"))
     counter = svc.metrics.relayed_bytes.labels("live_" + kind)
@@ -209,6 +209,6 @@ async def channels_page(request: Request) -> Response:
         for channel in await live.listed(live.book.all())
     ]
     m3u = links.url("/playlist.m3u")
-    return services(request).templates.render(
+    return core(request).templates.render(
         request, "channels.html", {"channels": rows, "m3u_url": m3u}
     )

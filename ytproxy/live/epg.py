@@ -20,15 +20,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ..images import image_path
-from ..services import services
 from .endpoints import links_for
 from .guide import GuideEntry, build_guide
+from .service import live_service
 
 CACHE = {"Cache-Control": "private, max-age=300"}
 
 
 async def _guide(request: Request) -> bytes:
-    live, links = services(request).live, links_for(request)
+    live, links = live_service(request), links_for(request)
     entries: list[GuideEntry] = []
     for number, channel in await live.lineup(live.book.enabled()):
         resolution = await live.resolver.peek(channel)

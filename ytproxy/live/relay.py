@@ -54,7 +54,8 @@ from .upstream import (
 )
 
 if TYPE_CHECKING:
-    from ..services import Services
+    from ..metrics import Metrics
+    from ..settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -82,13 +83,21 @@ class MediaPlaylist:
 
 
 class LiveRelay:
-    def __init__(self, services: Services, resolver: Resolver) -> None:
-        self._svc = services
+    def __init__(
+        self,
+        http: aiohttp.ClientSession,
+        metrics: Metrics,
+        settings: Settings,
+        resolver: Resolver,
+    ) -> None:
+        self._http = http
+        self._metrics = metrics
+        self._chunk_size = settings.chunk_size
         self._resolver = resolver
         self.buffer = SegmentBuffer(
-            services.settings.segment_buffer_mb * 1024 * 1024,
-            services.metrics,
-            max_fetch_bytes=services.settings.segment_max_bytes,
+            settings.segment_buffer_mb * 1024 * 1024,
+            metrics,
+            max_fetch_bytes=settings.segment_max_bytes,
         )
         self._playlists: dict[tuple[str, str], MediaPlaylist] = {}
         self._flights = Flights()
@@ -120,7 +129,7 @@ class LiveRelay:
         raises `channel_blocked` instead when re-resolving has not helped."""
         if not is_forbidden(exc.upstream_status, url):
             return await self._resolver.refresh(channel, reason="expired", newer_than=fetched_at)
-        self._svc.metrics.upstream_forbidden.labels(channel.id).inc()
+        self._metrics.upstream_forbidden.labels(channel.id).inc()
         block_for = self._forbidden.verdict(channel.id, fetched_at)
         if block_for is None:
             return await self._resolver.refresh(channel, reason="forbidden", newer_than=fetched_at)
@@ -147,7 +156,7 @@ class LiveRelay:
 
         async def fetch() -> MediaPlaylist:
             text, final_url = await fetch_text(
-                self._svc.http, url, kind="live_playlist", metrics=self._svc.metrics
+                self._http, url, kind="live_playlist", metrics=self._metrics
             )
             try:
                 playlist.check(text)
@@ -197,8 +206,8 @@ class LiveRelay:
     async def _receive(self, fetch: Fetch, url: str, kind: str) -> None:
         have = len(fetch.data)
         headers = {"Range": f"bytes={have}-"} if have else {}
-        async with self._svc.http.get(url, headers=headers, timeout=SEGMENT_TIMEOUT) as response:
-            self._svc.metrics.upstream_requests.labels("live_" + kind, str(response.status)).inc()
+        async with self._http.get(url, headers=headers, timeout=SEGMENT_TIMEOUT) as response:
+            self._metrics.upstream_requests.labels("live_" + kind, str(response.status)).inc()
             status = response.status
             if status in REFUSED:
                 raise UpstreamGone(status)
@@ -209,7 +218,7 @@ class LiveRelay:
             skip = have if status == 200 else 0
             if not fetch.started:
                 fetch.start(_content_type(url, kind, response), response.content_length)
-            async for piece in response.content.iter_chunked(self._svc.settings.chunk_size):
+            async for piece in response.content.iter_chunked(self._chunk_size):
                 if skip:
                     dropped = min(skip, len(piece))
                     piece, skip = piece[dropped:], skip - dropped

@@ -30,6 +30,7 @@ import dataclasses
 import logging
 import re
 import time
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ExtractionError, ServiceUnavailable, YtproxyError
@@ -42,7 +43,13 @@ from .status import STATUS_OF_CODE, STATUS_TTL, STATUSES, failure_error, upcomin
 from .upstream import fetch_text
 
 if TYPE_CHECKING:
-    from ..services import Services
+    import aiohttp
+
+    from ..cache import Cache
+    from ..extractor import Extractor
+    from ..metrics import Metrics
+    from ..settings import Settings
+    from ..signing import Signer
 
 log = logging.getLogger(__name__)
 
@@ -178,31 +185,44 @@ def make_resolution(
 
 
 class Resolver:
-    def __init__(self, services: Services) -> None:
-        self._svc = services
+    def __init__(
+        self,
+        cache: Cache,
+        extractor: Extractor,
+        http: aiohttp.ClientSession,
+        metrics: Metrics,
+        signer: Signer,
+        settings: Settings,
+    ) -> None:
+        self._cache = cache
+        self._extractor = extractor
+        self._http = http
+        self._metrics = metrics
+        self._signer = signer
+        self._settings = settings
 
     def _key(self, channel: Channel) -> str:
-        return f"live:stream:{channel.id}:{self._svc.signer.digest(channel.url)[:16]}"
+        return f"live:stream:{channel.id}:{self._signer.digest(channel.url)[:16]}"
 
     async def peek(self, channel: Channel) -> Resolution | None:
         """The cached resolution, if any; never extracts."""
-        return Resolution.from_cache(await self._svc.cache.get(self._key(channel)))
+        return Resolution.from_cache(await self._cache.get(self._key(channel)))
 
     async def peek_failure(self, channel: Channel) -> dict[str, Any] | None:
-        found: dict[str, Any] | None = await self._svc.cache.get(self._key(channel) + ":failed")
+        found: dict[str, Any] | None = await self._cache.get(self._key(channel) + ":failed")
         return found
 
     async def current(self, channel: Channel) -> Resolution:
         """The cached resolution, or a new one (one extraction for all callers)."""
-        cached = Resolution.from_cache(await self._svc.cache.get(self._key(channel)))
+        cached = Resolution.from_cache(await self._cache.get(self._key(channel)))
         if cached is not None:
-            self._svc.metrics.cache_hits.labels("live_stream").inc()
+            self._metrics.cache_hits.labels("live_stream").inc()
             return cached
         failure = await self.peek_failure(channel)
         if failure is not None:
-            self._svc.metrics.cache_hits.labels("live_stream").inc()
+            self._metrics.cache_hits.labels("live_stream").inc()
             raise failure_error(failure)
-        self._svc.metrics.cache_misses.labels("live_stream").inc()
+        self._metrics.cache_misses.labels("live_stream").inc()
         return await self._flight(channel, "cold", newer_than=None)
 
     async def refresh(self, channel: Channel, *, reason: str, newer_than: float) -> Resolution:
@@ -215,29 +235,29 @@ class Resolver:
         return await self._remember_failure(channel, "blocked", reason, ttl=ttl)
 
     async def invalidate(self, channel: Channel) -> None:
-        await self._svc.cache.delete(self._key(channel))
-        await self._svc.cache.delete(self._key(channel) + ":failed")
+        await self._cache.delete(self._key(channel))
+        await self._cache.delete(self._key(channel) + ":failed")
 
     async def _flight(self, channel: Channel, reason: str, newer_than: float | None) -> Resolution:
         key = self._key(channel)
-        data = await self._svc.cache.single_flight(
+        data = await self._cache.single_flight(
             f"{key}:resolve",
             lambda: self._produce(channel, reason, newer_than),
-            lock_ttl=self._svc.settings.ytdlp_timeout * 2,
+            lock_ttl=self._settings.ytdlp_timeout * 2,
         )
         return Resolution.from_json(data)
 
     async def _produce(
         self, channel: Channel, reason: str, newer_than: float | None
     ) -> dict[str, Any]:
-        cache, key = self._svc.cache, self._key(channel)
+        cache, key = self._cache, self._key(channel)
         cached = Resolution.from_cache(await cache.get(key))
         if cached is not None and (newer_than is None or cached.fetched_at > newer_than):
             return cached.to_json()  # another caller resolved it while we were on our way
         failure = await self.peek_failure(channel)
         if failure is not None:
             raise failure_error(failure)
-        metrics = self._svc.metrics
+        metrics = self._metrics
         metrics.live_resolutions.labels(channel.id, reason).inc()
         fetched_at = time.time()
         try:
@@ -262,7 +282,7 @@ class Resolver:
             record = await self._remember_failure(channel, "error", "extraction_failed")
             raise failure_error(record) from None
         resolution = make_resolution(
-            channel.id, choice, master, base_url, fetched_at, self._svc.settings.cache_ttl
+            channel.id, choice, master, base_url, fetched_at, self._settings.cache_ttl
         )
         data = resolution.to_json()
         await cache.set(key, data, resolution.ttl)
@@ -282,21 +302,22 @@ class Resolver:
         `/streams` tab, `pick`, `expand`) of the live chosen from the listing."""
         url = channel.url
         if streams.is_listing(channel):
-            chosen = streams.choose(await streams.list_lives(self._svc, channel), channel.pick)
+            lives = await streams.list_lives(self._extractor, channel)
+            chosen = streams.choose(lives, channel.pick)
             if isinstance(chosen, streams.NoLive):
                 raise NotLive(chosen.status, chosen.code, chosen.starts_at)
             url = chosen.url
-        return await self._svc.extractor.extract(url, lane="live", options=LIVE_OPTIONS)
+        return await self._extractor.extract(url, lane="live", options=LIVE_OPTIONS)
 
     async def _master(self, choice: StreamChoice) -> tuple[str, str]:
         """The upstream master (fetched), else one built from the formats."""
         if choice.master_url:
             try:
                 text, final_url = await fetch_text(
-                    self._svc.http,
+                    self._http,
                     choice.master_url,
                     kind="live_master",
-                    metrics=self._svc.metrics,
+                    metrics=self._metrics,
                 )
                 playlist.check(text)
             except (YtproxyError, PlaylistError) as exc:
@@ -310,7 +331,7 @@ class Resolver:
         return playlist.build_master(choice.formats), ""
 
     def _set_status(self, channel: Channel, status: str) -> None:
-        gauge = self._svc.metrics.channel_status
+        gauge = self._metrics.channel_status
         for name in STATUSES:
             gauge.labels(channel.id, name).set(1 if name == status else 0)
 
@@ -341,9 +362,9 @@ class Resolver:
             "checked_at": now,
             "recheck_at": now + ttl,
         }
-        await self._svc.cache.set(self._key(channel) + ":failed", record, ttl)
-        await self._svc.cache.delete(self._key(channel))
-        self._svc.metrics.channel_up.labels(channel.id).set(0)
+        await self._cache.set(self._key(channel) + ":failed", record, ttl)
+        await self._cache.delete(self._key(channel))
+        self._metrics.channel_up.labels(channel.id).set(0)
         self._set_status(channel, status)
         log.info("channel %s is %s (%s); asking again in %.0f s", channel.id, status, code, ttl)
         return record
@@ -356,3 +377,21 @@ async def wait_until_available(available_at: float | None) -> None:
         if ahead > 0:
             log.info("stream available in %.1f s; waiting", ahead)
             await asyncio.sleep(min(ahead, MAX_AVAILABLE_WAIT))
+
+
+async def channel_rows(channels: Iterable[Channel], resolver: Resolver) -> list[dict[str, Any]]:
+    """Each channel's last resolution as the resolver cached it (the shape of
+    `diagnostics.ChannelReport`); never resolves."""
+    rows: list[dict[str, Any]] = []
+    for channel in channels:
+        row: dict[str, Any] = {"id": channel.id, "name": channel.name, "enabled": channel.enabled}
+        resolution = await resolver.peek(channel)
+        failure = await resolver.peek_failure(channel)
+        if resolution is not None:
+            row.update(
+                status="live", checked_at=resolution.fetched_at, expires_at=resolution.expires_at
+            )
+        elif failure is not None:
+            row.update(failure)
+        rows.append(row)
+    return rows

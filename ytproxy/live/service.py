@@ -1,8 +1,10 @@
 """The live-channels component: what the endpoints ask for, and the refresh watchers.
 
-`LiveService(services)` is built in the app's lifespan. `start()` loads the channels
-file (a bad file stops start-up with the channel and field named); `close()` stops
-the refresh watchers and the relay's fetches.
+`LiveService(settings=, cache=, http=, extractor=, metrics=, signer=)` is built in the
+app's lifespan and reached by handlers through `live_service(request)`. `start()` loads
+the channels file (a bad file stops start-up with the channel and field named);
+`close()` stops the refresh watchers and the relay's fetches. `channel_report()` is
+what diagnostics shows of each channel (published in the lifespan state).
 
 It turns requests into playlists: the channel's master with every variant pointing
 at a signed gateway URL, and media playlists with every segment, key and map
@@ -38,6 +40,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from starlette.requests import HTTPConnection
+
 from ..errors import NotFound, ServiceUnavailable, YtproxyError
 from ..images import image_path
 from . import playlist, quality, radio
@@ -49,14 +53,20 @@ from .links import MEDIA_TOKEN_TTL, Links
 from .program import ProgramClock, program_master
 from .relay import LiveRelay, MediaPlaylist, media_payload
 from .remux import Remuxer
-from .resolver import Resolution, Resolver
+from .resolver import Resolution, Resolver, channel_rows
 from .slate import Slates, SlateText
 from .status import NOT_LIVE_CODES
 from .streams import Listings, parent_id
 from .viewers import Viewers
 
 if TYPE_CHECKING:
-    from ..services import Services
+    import aiohttp
+
+    from ..cache import Cache
+    from ..extractor import Extractor
+    from ..metrics import Metrics
+    from ..settings import Settings
+    from ..signing import Signer
 
 log = logging.getLogger(__name__)
 
@@ -68,12 +78,21 @@ _UPCOMING_LOOK = 2.0
 
 
 class LiveService:
-    def __init__(self, services: Services) -> None:
-        self._services = services
-        self.book = ChannelBook(services.settings.channels_file)
-        self.resolver = Resolver(services)
-        self.relay = LiveRelay(services, self.resolver)
-        self.viewers = Viewers(services.settings.max_concurrent_streams, services.metrics)
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        cache: Cache,
+        http: aiohttp.ClientSession,
+        extractor: Extractor,
+        metrics: Metrics,
+        signer: Signer,
+    ) -> None:
+        self._settings = settings
+        self.book = ChannelBook(settings.channels_file)
+        self.resolver = Resolver(cache, extractor, http, metrics, signer, settings)
+        self.relay = LiveRelay(http, metrics, settings, self.resolver)
+        self.viewers = Viewers(settings.max_concurrent_streams, metrics)
         self._watchers: dict[str, asyncio.Task[None]] = {}
         self.segment_links = SegmentLinks()
         self.slates = Slates()
@@ -86,9 +105,13 @@ class LiveService:
         # Channels last seen upcoming: re-checked on their schedule, watched or not.
         self._upcoming: set[str] = set()
         self._rechecker: asyncio.Task[None] | None = None
-        self.listings = Listings(services)
+        self.listings = Listings(cache, extractor, signer)
         # Resolves channels the guide knows nothing about, in the background.
         self.warmer = GuideWarmer(self.resolver)
+
+    async def channel_report(self) -> list[dict[str, Any]]:
+        """Each channel's last resolution, for diagnostics; never resolves."""
+        return await channel_rows(self.book.all(), self.resolver)
 
     async def start(self) -> None:
         self.book.load()
@@ -181,7 +204,7 @@ class LiveService:
 
     def cap(self, channel: Channel) -> int | None:
         """The channel's quality cap (`max_height`, `LIVE_MAX_HEIGHT`): see quality.py."""
-        return quality.cap_for(self._services.settings.live_max_height, channel)
+        return quality.cap_for(self._settings.live_max_height, channel)
 
     async def master_or_program(self, channel: Channel, links: Links) -> str:
         """The channel's master; while it is not live, the program's (the slate), when
@@ -189,7 +212,7 @@ class LiveService:
         try:
             return await self.master_playlist(channel, links)
         except ServiceUnavailable as exc:
-            if not self._services.settings.live_slate or exc.code not in NOT_LIVE_CODES:
+            if not self._settings.live_slate or exc.code not in NOT_LIVE_CODES:
                 raise
             await self._note_status(channel)
             return program_master(links.program(channel.id))
@@ -319,7 +342,7 @@ class LiveService:
         try:
             resolution = await self.resolver.current(channel)
         except ServiceUnavailable as exc:
-            if not self._services.settings.live_slate or exc.code not in NOT_LIVE_CODES:
+            if not self._settings.live_slate or exc.code not in NOT_LIVE_CODES:
                 raise
             await self._note_status(channel)
             clock = self._audio_programs.setdefault(channel.id, ProgramClock())
@@ -461,3 +484,8 @@ class SegmentLinks:
         while len(self._links) > self._limit:
             self._links.popitem(last=False)
         return link
+
+
+def live_service(conn: HTTPConnection) -> LiveService:
+    found: LiveService = conn.state.live
+    return found

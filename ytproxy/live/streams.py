@@ -37,7 +37,9 @@ from ..flights import Flights
 from .channels import Channel, pick_pattern
 
 if TYPE_CHECKING:
-    from ..services import Services
+    from ..cache import Cache
+    from ..extractor import Extractor
+    from ..signing import Signer
 
 log = logging.getLogger(__name__)
 
@@ -152,9 +154,9 @@ def virtual_channel(channel: Channel, entry: LiveEntry) -> Channel:
     )
 
 
-async def list_lives(services: Services, channel: Channel) -> list[LiveEntry]:
+async def list_lives(extractor: Extractor, channel: Channel) -> list[LiveEntry]:
     """One flat listing of the channel's URL by yt-dlp (the live lane)."""
-    info = await services.extractor.extract(
+    info = await extractor.extract(
         channel.url, lane="live", options=LISTING_OPTIONS, allow_playlist=True
     )
     return entries_of(info)
@@ -163,8 +165,10 @@ async def list_lives(services: Services, channel: Channel) -> list[LiveEntry]:
 class Listings:
     """The current lives of expanded channels, from the cache, refreshed in the background."""
 
-    def __init__(self, services: Services) -> None:
-        self._svc = services
+    def __init__(self, cache: Cache, extractor: Extractor, signer: Signer) -> None:
+        self._cache = cache
+        self._extractor = extractor
+        self._signer = signer
         self._tasks = Flights()
         self._failed: dict[str, float] = {}
         # derived id -> virtual channel, from the newest listing of each parent.
@@ -172,13 +176,13 @@ class Listings:
         self._listed: set[str] = set()
 
     def _key(self, channel: Channel) -> str:
-        digest = self._svc.signer.digest(f"{channel.url}\n{channel.pick}")[:16]
+        digest = self._signer.digest(f"{channel.url}\n{channel.pick}")[:16]
         return f"live:streams:{channel.id}:{digest}"
 
     async def expanded(self, channel: Channel) -> list[Channel] | None:
         """The virtual channels of `channel`'s current lives, as cached; None while no
         listing is known (one is then started in the background)."""
-        data = await self._svc.cache.get(self._key(channel))
+        data = await self._cache.get(self._key(channel))
         if not isinstance(data, dict) or not isinstance(data.get("entries"), list):
             self._start(channel)
             return None
@@ -218,7 +222,7 @@ class Listings:
 
     async def _refresh(self, channel: Channel) -> None:
         try:
-            entries = await list_lives(self._svc, channel)
+            entries = await list_lives(self._extractor, channel)
         except YtproxyError as exc:
             self._failed[channel.id] = time.monotonic()
             log.warning("channel %s: listing its lives failed (%s)", channel.id, exc.code)
@@ -230,7 +234,7 @@ class Listings:
             return
         self._failed.pop(channel.id, None)
         record = {"fetched_at": time.time(), "entries": [dataclasses.asdict(e) for e in entries]}
-        await self._svc.cache.set(self._key(channel), record, _LISTING_KEEP)
+        await self._cache.set(self._key(channel), record, _LISTING_KEEP)
         lives = self._remember(channel, entries)
         log.info("channel %s: %d current live(s) listed", channel.id, len(lives))
 
