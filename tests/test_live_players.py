@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import re
-import subprocess
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -26,47 +24,10 @@ import pytest
 
 from tests.apps import AppServer
 from tests.origin import Origin
+from tests.players import ffmpeg_record, ffprobe_duration
 from tests.test_live_relay import live_app_fixture, uri_lines  # noqa: F401
 
 _IPTV_ATTRIBUTE = re.compile(r'([\w-]+)="([^"]*)"')
-
-
-def ffprobe_duration(path: Path) -> float:
-    out = subprocess.run(
-        ["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "json", str(path)],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
-    return float(json.loads(out.stdout)["format"]["duration"])
-
-
-def ffmpeg_record(url: str, out: Path, *extra: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [
-            "ffmpeg",
-            "-hide_banner",
-            "-nostdin",
-            "-loglevel",
-            "warning",
-            "-y",
-            *extra,
-            "-i",
-            url,
-            "-map",
-            "0:p:0",
-            "-c",
-            "copy",
-            "-f",
-            "mpegts",
-            str(out),
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 def problems(stderr: str) -> list[str]:
@@ -83,7 +44,7 @@ def test_ffmpeg_plays_a_minute_while_origin_urls_expire(
     out = tmp_path / "recorded.ts"
     wall = 62.0
     started = time.monotonic()
-    player = ffmpeg_record(server.url("/live/news.m3u8"), out, "-live_start_index", "-1")
+    player = ffmpeg_record(server.url("/live/news.m3u8"), out, before=("-live_start_index", "-1"))
     time.sleep(wall / 2)
     origin.expire_all()  # and once, everything at the same time: the reactive path
     time.sleep(wall / 2)
@@ -144,7 +105,7 @@ def test_the_m3u_parses_and_every_entry_plays_with_ffmpeg(
     assert entries[0][1]["group-title"] == "Tests"
     for number, (segment, _) in enumerate(entries):
         out = tmp_path / f"entry{number}.ts"
-        player = ffmpeg_record(segment.uri, out, "-t", "4")
+        player = ffmpeg_record(segment.uri, out, after=("-t", "4"))
         _, stderr = player.communicate(timeout=60)
         assert problems(stderr) == [], stderr
         assert ffprobe_duration(out) >= 3.5

@@ -29,6 +29,7 @@ import pytest
 
 from tests.apps import AppServer
 from tests.origin import Origin
+from tests.players import ffmpeg_record
 from tests.test_live_relay import uri_lines
 from ytproxy.settings import Settings
 
@@ -123,33 +124,7 @@ def ffmpeg_watch(url: str, out: Path) -> tuple[str, float]:
     """Record the first video and the first audio stream of a master for `WALL` seconds
     with stream copy; ffmpeg's stderr and the wall time the recording took."""
     started = time.monotonic()
-    player = subprocess.Popen(
-        [
-            "ffmpeg",
-            "-hide_banner",
-            "-nostdin",
-            "-loglevel",
-            "warning",
-            "-y",
-            "-live_start_index",
-            "-1",
-            "-i",
-            url,
-            "-map",
-            "0:v:0",
-            "-map",
-            "0:a:0",
-            "-c",
-            "copy",
-            "-f",
-            "mpegts",
-            str(out),
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    player = ffmpeg_record(url, out, before=("-live_start_index", "-1"), maps=("0:v:0", "0:a:0"))
     time.sleep(WALL)
     stderr = stop(player, signal.SIGINT)  # ffmpeg finishes the file on SIGINT
     return stderr, time.monotonic() - started
@@ -180,40 +155,22 @@ def served_playlists(master_url: str) -> dict[str, str]:
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_ffmpeg_records_a_minute_of_the_demuxed_live_across_url_expiries(
+@pytest.mark.parametrize("flavour", ["demuxed", "muxed"])
+def test_ffmpeg_records_a_minute_of_the_live_across_url_expiries_and_no_origin_url_leaks(
     origin: Origin,
     channels_file: Path,
     settings: Settings,
     app_server: Callable[..., AppServer],
     tmp_path: Path,
+    flavour: str,
 ) -> None:
-    server = start_youtube_live(
-        origin, channels_file, settings, app_server, "demuxlive26", "demuxed"
-    )
-    out = tmp_path / "demuxed.ts"
-    stderr, elapsed = ffmpeg_watch(server.url("/live/demuxlive26.m3u8"), out)
-    kinds, recorded = probe_streams(out)
-    print(f"recorded {recorded:.1f} s of {elapsed:.1f} s: {kinds}")
-    assert kinds == ["audio", "video"], stderr
-    assert abs(recorded - elapsed) <= 0.1 * elapsed, (recorded, elapsed, stderr)
-    # 20 s URLs over a minute: resolved at least twice more after the first time.
-    assert origin.youtube.extractions("demuxlive26") >= 3
-
-
-@pytest.mark.slow
-@pytest.mark.timeout(300)
-def test_ffmpeg_records_a_minute_of_the_muxed_live_and_no_origin_url_leaks(
-    origin: Origin,
-    channels_file: Path,
-    settings: Settings,
-    app_server: Callable[..., AppServer],
-    tmp_path: Path,
-) -> None:
-    server = start_youtube_live(origin, channels_file, settings, app_server, "muxedlive26", "muxed")
-    master_url = server.url("/live/muxedlive26.m3u8")
+    vid = {"demuxed": "demuxlive26", "muxed": "muxedlive26"}[flavour]
+    server = start_youtube_live(origin, channels_file, settings, app_server, vid, flavour)
+    master_url = server.url(f"/live/{vid}.m3u8")
     bodies = served_playlists(master_url)
-    assert len(bodies) == 3  # the master and the variants of itags 91 and 92
-    out = tmp_path / "muxed.ts"
+    # The master and its media playlists: itags 91 and 92, or 269, 229 and audio 233.
+    assert len(bodies) == {"muxed": 3, "demuxed": 4}[flavour], list(bodies)
+    out = tmp_path / f"{flavour}.ts"
     stderr, elapsed = ffmpeg_watch(master_url, out)
     bodies.update(served_playlists(master_url))  # and once more, after the expiries
     for url, text in bodies.items():
@@ -222,7 +179,8 @@ def test_ffmpeg_records_a_minute_of_the_muxed_live_and_no_origin_url_leaks(
     print(f"recorded {recorded:.1f} s of {elapsed:.1f} s: {kinds}")
     assert kinds == ["audio", "video"], stderr
     assert abs(recorded - elapsed) <= 0.1 * elapsed, (recorded, elapsed, stderr)
-    assert origin.youtube.extractions("muxedlive26") >= 3
+    # 20 s URLs over a minute: resolved at least twice more after the first time.
+    assert origin.youtube.extractions(vid) >= 3
 
 
 @pytest.mark.slow

@@ -9,7 +9,6 @@ for, what the API and the M3U list, and what ffmpeg records through the gateway.
 from __future__ import annotations
 
 import re
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,13 +18,12 @@ import pytest
 
 from tests.apps import AppServer
 from tests.origin import Origin
-from tests.test_live_players import ffprobe_duration
+from tests.players import ffmpeg_record, ffprobe_duration
 from ytproxy.live.channels import ChannelsError, load_channels
 from ytproxy.live.guide import guide_id
 from ytproxy.live.streams import derived_id
 from ytproxy.settings import Settings
 
-FFMPEG = ("ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "warning", "-y")
 RECORD_8S = ("-t", "8", "-map", "0:p:0", "-c", "copy", "-f", "mpegts")
 MAIN, FINANCE = "newsmain001", "newsfinanc1"  # video ids have 11 characters
 
@@ -158,26 +156,7 @@ def test_expand_lists_every_current_live_and_ffmpeg_plays_each(
         assert url == server.url(f"/live/{tvg_id}.m3u8")
         out = tmp_path / f"{tvg_id}.ts"
         procs[tvg_id] = (
-            subprocess.Popen(
-                [
-                    *FFMPEG,
-                    "-i",
-                    url,
-                    "-t",
-                    "8",
-                    "-map",
-                    "0:p:0",
-                    "-c",
-                    "copy",
-                    "-f",
-                    "mpegts",
-                    str(out),
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                text=True,
-            ),
+            ffmpeg_record(url, out, after=("-t", "8")),
             out,
         )
     for _tvg_id, (proc, out) in procs.items():
