@@ -22,7 +22,6 @@ Client, servers and origin share the machine's cores: compare rows, not hosts.
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import os
 import re
 import shutil
@@ -34,7 +33,7 @@ from pathlib import Path
 
 import httpx
 
-from bench.download import PeakRss, _free_port, _serve_upstream, fetch, pattern
+from bench.download import PeakRss, _free_port, fetch, pattern, synthetic_upstream
 from bench.live_fanout import SECRET, gateway, percentile, run_round
 from tests.origin import Origin, generate_media
 from ytproxy.download.links import download_path
@@ -143,40 +142,34 @@ def main() -> None:
 
 def _run(root: Path, origin: Origin) -> None:
     processes: list[subprocess.Popen[bytes]] = []
-    synthetic = multiprocessing.get_context("spawn").Process(
-        target=_serve_upstream, args=(upstream_port := _free_port(),), daemon=True
-    )
-    synthetic.start()
-    try:
-        nginx_port = _free_port()
-        nginx = shutil.which("nginx", path=f"{os.environ.get('PATH', '')}:/usr/sbin")
-        if nginx is None:
-            print("nginx is missing: no baseline (make bench installs it)")
-            return
-        conf = root / "nginx.conf"
-        conf.write_text(_NGINX_CONF.format(dir=root, port=nginx_port))
-        processes.append(subprocess.Popen([nginx, "-c", str(conf), "-p", str(root)]))
-        _wait_port(nginx_port, processes[-1])
-        origin_base = f"http://127.0.0.1:{nginx_port}"
-        bare_port = _free_port()
-        processes.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "bench.bare_relay", str(bare_port), origin_base]
+    with synthetic_upstream() as synthetic:
+        try:
+            nginx_port = _free_port()
+            nginx = shutil.which("nginx", path=f"{os.environ.get('PATH', '')}:/usr/sbin")
+            if nginx is None:
+                print("nginx is missing: no baseline (make bench installs it)")
+                return
+            conf = root / "nginx.conf"
+            conf.write_text(_NGINX_CONF.format(dir=root, port=nginx_port))
+            processes.append(subprocess.Popen([nginx, "-c", str(conf), "-p", str(root)]))
+            _wait_port(nginx_port, processes[-1])
+            origin_base = f"http://127.0.0.1:{nginx_port}"
+            bare_port = _free_port()
+            processes.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "bench.bare_relay", str(bare_port), origin_base]
+                )
             )
-        )
-        _wait_port(bare_port, processes[-1])
-        env = {"MAX_CONCURRENT_DOWNLOADS": "1000", "MAX_DOWNLOADS_PER_CLIENT": "1000",
-               "CACHE_TTL": "3600"}  # fmt: skip
-        channels = {"seg": origin.channel_url("seg"), "fan": origin.channel_url("fan")}
-        with gateway(channels, **env) as (base, pid):
-            _measure(base, pid, origin_base, f"http://127.0.0.1:{bare_port}",
-                     f"http://127.0.0.1:{upstream_port}")  # fmt: skip
-    finally:
-        for process in processes:
-            process.terminate()
-            process.wait(timeout=15)
-        synthetic.terminate()
-        synthetic.join(timeout=10)
+            _wait_port(bare_port, processes[-1])
+            env = {"MAX_CONCURRENT_DOWNLOADS": "1000", "MAX_DOWNLOADS_PER_CLIENT": "1000",
+                   "CACHE_TTL": "3600"}  # fmt: skip
+            channels = {"seg": origin.channel_url("seg"), "fan": origin.channel_url("fan")}
+            with gateway(channels, **env) as (base, pid):
+                _measure(base, pid, origin_base, f"http://127.0.0.1:{bare_port}", synthetic)
+        finally:
+            for process in processes:
+                process.terminate()
+                process.wait(timeout=15)
 
 
 def _measure(base: str, pid: int, origin_base: str, bare: str, synthetic: str) -> None:

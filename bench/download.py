@@ -22,11 +22,13 @@ and the RSS trend are the point.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import multiprocessing
 import socket
 import threading
 import time
+from collections.abc import Iterator
 
 import aiohttp
 
@@ -212,13 +214,14 @@ async def run(upstream: str, base: str, pid: int) -> None:
         )
 
 
-def main() -> None:
+@contextlib.contextmanager
+def synthetic_upstream() -> Iterator[str]:
+    """The synthetic upstream (`_serve_upstream`) in its own process; yields its base URL."""
     port = _free_port()
     server = multiprocessing.get_context("spawn").Process(
         target=_serve_upstream, args=(port,), daemon=True
     )
     server.start()
-    upstream = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 20
         while True:
@@ -229,17 +232,21 @@ def main() -> None:
                 if time.monotonic() > deadline:
                     raise RuntimeError("the bench upstream did not start") from None
                 time.sleep(0.1)
-        env = {
-            "MAX_CONCURRENT_DOWNLOADS": str(CONCURRENT * 2),
-            # Every bench download comes from 127.0.0.1.
-            "MAX_DOWNLOADS_PER_CLIENT": str(CONCURRENT * 2),
-            "CACHE_TTL": "3600",
-        }
-        with gateway({}, **env) as (base, pid):
-            asyncio.run(run(upstream, base, pid))
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.terminate()
         server.join(timeout=10)
+
+
+def main() -> None:
+    env = {
+        "MAX_CONCURRENT_DOWNLOADS": str(CONCURRENT * 2),
+        # Every bench download comes from 127.0.0.1.
+        "MAX_DOWNLOADS_PER_CLIENT": str(CONCURRENT * 2),
+        "CACHE_TTL": "3600",
+    }
+    with synthetic_upstream() as upstream, gateway({}, **env) as (base, pid):
+        asyncio.run(run(upstream, base, pid))
 
 
 if __name__ == "__main__":

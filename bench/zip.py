@@ -16,13 +16,11 @@ Figures, not verdicts: nothing here asserts.
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
-import socket
 import time
 
 import aiohttp
 
-from bench.download import MIB, PeakRss, _free_port, _serve_upstream, rate
+from bench.download import MIB, PeakRss, rate, synthetic_upstream
 from bench.live_fanout import gateway, rss_mib
 
 _EOCD = b"PK\x05\x06"
@@ -72,27 +70,8 @@ async def run(upstream: str, base: str, pid: int) -> None:
 
 
 def main() -> None:
-    port = _free_port()
-    server = multiprocessing.get_context("spawn").Process(
-        target=_serve_upstream, args=(port,), daemon=True
-    )
-    server.start()
-    upstream = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("the bench upstream did not start") from None
-                time.sleep(0.1)
-        with gateway({}, ANALYZE_RATE_LIMIT="0") as (base, pid):
-            asyncio.run(run(upstream, base, pid))
-    finally:
-        server.terminate()
-        server.join(timeout=10)
+    with synthetic_upstream() as upstream, gateway({}, ANALYZE_RATE_LIMIT="0") as (base, pid):
+        asyncio.run(run(upstream, base, pid))
 
 
 if __name__ == "__main__":
