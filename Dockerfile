@@ -45,7 +45,10 @@ COPY app.py channels.toml ./
 COPY ytproxy ./ytproxy
 COPY templates ./templates
 COPY static ./static
-RUN python -m compileall -q ytproxy
+RUN python -m compileall -q ytproxy \
+ && mkdir -p /app/data && chown ytproxy /app/data && chmod 0700 /app/data
+# Cookies uploaded from the browser (/settings) are kept here; compose mounts a volume.
+ENV DATA_DIR=/app/data
 USER ytproxy
 # Fail the build, rather than YouTube at run time, when yt-dlp cannot find the JS
 # runtime or ffmpeg is missing; this is the same lookup /health and /diagnostics use.

@@ -136,6 +136,12 @@ set -e
 echo "image-test: HEALTHCHECK exit $check_status${check_output:+, output: $check_output}"
 [[ $check_status -eq 0 ]] || exit 1
 
+# Cookies uploaded from the browser go to DATA_DIR: the app's user must be able to write it.
+buildah run --isolation chroot --user "$uid" "$ctr" -- sh -c \
+    'test -n "$DATA_DIR" && test -d "$DATA_DIR" && test -w "$DATA_DIR"' \
+    || { echo "image-test: DATA_DIR is not a directory the app's user can write"; exit 1; }
+echo "image-test: DATA_DIR is writable by the app's user"
+
 # No test or dev dependency: nothing only pyproject.toml's extras ask for, unless a
 # runtime dependency needs it too (uvicorn[standard] brings PyYAML, say). The closure
 # of the runtime requirements is worked out inside the image, from what is installed.
