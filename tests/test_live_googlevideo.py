@@ -55,8 +55,8 @@ async def test_fifty_viewers_of_a_googlevideo_live_cause_one_fetch_per_segment(
     )
     server = app_server(settings)
     with httpx.Client(base_url=server.base_url, timeout=30) as client:
-        master = client.get("/live/gv.m3u8", headers={"User-Agent": "viewer-0"}).text
-    itags = [int(m) for m in re.findall(r"/itag/(\d+)/", master)] or [91, 92]
+        # Resolve once before the viewers arrive (as viewer-0, so no extra viewer).
+        client.get("/live/gv.m3u8", headers={"User-Agent": "viewer-0"})
     seen: dict[int, set[int]] = defaultdict(set)
     await asyncio.gather(
         *(watch(server.base_url, f"viewer-{n}", n % 2, 20.0, seen[n % 2]) for n in range(50))
@@ -68,7 +68,6 @@ async def test_fifty_viewers_of_a_googlevideo_live_cause_one_fetch_per_segment(
         assert len(seen[index]) >= 8, seen
         assert fetches[itag] == dict.fromkeys(seen[index], 1), (itag, fetches[itag], seen[index])
     assert origin.youtube.extractions(VID) == 1
-    assert not itags or set(itags) <= {91, 92}
 
 
 def test_nothing_a_client_gets_names_googlevideo_or_the_origin(
