@@ -6,9 +6,15 @@ recording (ffprobe), never the exit code.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
 import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
+
+import aiohttp
 
 
 def ffmpeg_record(
@@ -43,3 +49,45 @@ def ffprobe_duration(path: Path) -> float:
         timeout=60,
     )
     return float(json.loads(out.stdout)["format"]["duration"])
+
+
+def uri_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line and not line.startswith("#")]
+
+
+async def watch(
+    master_url: str,
+    agent: str,
+    variant: int,
+    seconds: float,
+    on_segment: Callable[[int, bytes], None],
+    *,
+    start_with: int = 3,
+) -> None:
+    """A player: opens the master as `agent`, polls its `variant`-th media playlist every
+    second for `seconds`, fetches each new segment (the last `start_with` at first) and
+    hands `on_segment(sequence, body)` each one."""
+    async with aiohttp.ClientSession(headers={"User-Agent": agent}) as session:
+        async with session.get(master_url) as response:
+            variant_url = uri_lines(await response.text())[variant]
+        fetched: set[int] = set()
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            async with session.get(variant_url) as response:
+                assert response.status == 200
+                media = await response.text()
+            found = re.search(r"#EXT-X-MEDIA-SEQUENCE:(\d+)", media)
+            first = int(found.group(1)) if found else 0
+            listed = {first + i: url for i, url in enumerate(uri_lines(media))}
+            wanted = (
+                sorted(listed)[-start_with:]
+                if not fetched
+                else sorted(s for s in listed if s > max(fetched))
+            )
+            for sequence in wanted:
+                async with session.get(listed[sequence]) as response:
+                    assert response.status == 200
+                    body = await response.read()
+                fetched.add(sequence)
+                on_segment(sequence, body)
+            await asyncio.sleep(1.0)

@@ -4,45 +4,23 @@ the relay: fan-out to many viewers and no upstream URL in anything a client gets
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
-import time
 from collections import defaultdict
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import aiohttp
 import httpx
 
 from tests.origin import Origin
+from tests.players import uri_lines, watch
 
 VID = "gvfanout001"
 
 
-def uri_lines(text: str) -> list[str]:
-    return [line for line in text.splitlines() if line and not line.startswith("#")]
-
-
-async def watch(base_url: str, agent: str, variant: int, seconds: float, seen: set[int]) -> None:
-    """A player: polls one variant's playlist every second, fetches each new segment."""
-    async with aiohttp.ClientSession(headers={"User-Agent": agent}) as session:
-        async with session.get(f"{base_url}/live/gv.m3u8") as response:
-            variant_url = uri_lines(await response.text())[variant]
-        fetched: set[int] = set()
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            async with session.get(variant_url) as response:
-                assert response.status == 200
-                media = await response.text()
-            first = int(re.search(r"#EXT-X-MEDIA-SEQUENCE:(\d+)", media).group(1))  # type: ignore[union-attr]
-            listed = {first + i: url for i, url in enumerate(uri_lines(media))}
-            wanted = sorted(listed)[-2:] if not fetched else [s for s in listed if s > max(fetched)]
-            for sequence in sorted(wanted):
-                async with session.get(listed[sequence]) as response:
-                    assert response.status == 200
-                    assert (await response.read())[:1] == b"\x47"
-                fetched.add(sequence)
-                seen.add(sequence)
-            await asyncio.sleep(1.0)
+def _record(seen: set[int], sequence: int, body: bytes) -> None:
+    assert body[:1] == b"\x47"  # MPEG-TS
+    seen.add(sequence)
 
 
 async def test_fifty_viewers_of_a_googlevideo_live_cause_one_fetch_per_segment(
@@ -59,7 +37,17 @@ async def test_fifty_viewers_of_a_googlevideo_live_cause_one_fetch_per_segment(
         client.get("/live/gv.m3u8", headers={"User-Agent": "viewer-0"})
     seen: dict[int, set[int]] = defaultdict(set)
     await asyncio.gather(
-        *(watch(server.base_url, f"viewer-{n}", n % 2, 20.0, seen[n % 2]) for n in range(50))
+        *(
+            watch(
+                server.url("/live/gv.m3u8"),
+                f"viewer-{n}",
+                n % 2,
+                20.0,
+                functools.partial(_record, seen[n % 2]),
+                start_with=2,
+            )
+            for n in range(50)
+        )
     )
     assert server.live.viewers.count("gv") == 50
     fetches = {itag: origin.youtube.segment_fetches(VID, itag) for itag in (91, 92)}

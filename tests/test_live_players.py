@@ -9,6 +9,7 @@ media. These tests take real time: one minute and half a minute, and a few secon
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import re
 import time
@@ -17,14 +18,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import httpx
 import m3u8
 import pytest
 
 from tests.apps import AppServer
 from tests.origin import Origin
-from tests.players import ffmpeg_record, ffprobe_duration
+from tests.players import ffmpeg_record, ffprobe_duration, watch
 from tests.test_live_relay import live_app_fixture, uri_lines  # noqa: F401
 
 _IPTV_ATTRIBUTE = re.compile(r'([\w-]+)="([^"]*)"')
@@ -111,41 +111,15 @@ def test_the_m3u_parses_and_every_entry_plays_with_ffmpeg(
         assert ffprobe_duration(out) >= 3.5
 
 
-async def watch(
-    base_url: str,
-    agent: str,
-    variant_index: int,
-    seconds: float,
+def _record(
+    name: str,
     seen: dict[str, set[int]],
     digests: dict[tuple[str, int], set[str]],
+    sequence: int,
+    body: bytes,
 ) -> None:
-    """A player: polls one variant's playlist every second, fetches each new segment."""
-    headers = {"User-Agent": agent}
-    async with aiohttp.ClientSession(headers=headers) as session:
-        async with session.get(f"{base_url}/live/news.m3u8") as response:
-            variant_url = uri_lines(await response.text())[variant_index]
-        name = "low" if variant_index == 0 else "high"
-        fetched: set[int] = set()
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            async with session.get(variant_url) as response:
-                assert response.status == 200
-                media = await response.text()
-            first = int(re.search(r"#EXT-X-MEDIA-SEQUENCE:(\d+)", media).group(1))  # type: ignore[union-attr]
-            listed = {first + i: url for i, url in enumerate(uri_lines(media))}
-            wanted = (
-                sorted(listed)[-3:]
-                if not fetched
-                else sorted(s for s in listed if s > max(fetched))
-            )
-            for sequence in wanted:
-                async with session.get(listed[sequence]) as response:
-                    assert response.status == 200
-                    body = await response.read()
-                fetched.add(sequence)
-                seen[name].add(sequence)
-                digests[(name, sequence)].add(hashlib.sha256(body).hexdigest())
-            await asyncio.sleep(1.0)
+    seen[name].add(sequence)
+    digests[(name, sequence)].add(hashlib.sha256(body).hexdigest())
 
 
 async def test_fifty_viewers_cause_one_upstream_request_per_segment_per_variant(
@@ -155,7 +129,16 @@ async def test_fifty_viewers_cause_one_upstream_request_per_segment_per_variant(
     seen: dict[str, set[int]] = defaultdict(set)
     digests: dict[tuple[str, int], set[str]] = defaultdict(set)
     await asyncio.gather(
-        *(watch(server.base_url, f"viewer-{n}", n % 2, 30.0, seen, digests) for n in range(50))
+        *(
+            watch(
+                server.url("/live/news.m3u8"),
+                f"viewer-{n}",
+                n % 2,
+                30.0,
+                functools.partial(_record, "low" if n % 2 == 0 else "high", seen, digests),
+            )
+            for n in range(50)
+        )
     )
     assert server.live.viewers.count("news") == 50
     for variant in origin.media.hls_variants:
