@@ -13,7 +13,10 @@ factory that starts an app from settings and stops it after the test.
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -125,6 +128,24 @@ def channels_file(tmp_path: Path) -> Path:
     path = tmp_path / "channels.toml"
     path.write_text("# no channels\n", encoding="utf-8")
     return path
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_app_py(cwd: Path, **changes: str | None) -> subprocess.CompletedProcess[str]:
+    """`python app.py` as an operator starts it, in `cwd` (no .env there), with the
+    environment changed by `changes` (None removes a variable); it is expected to stop."""
+    env = {k: v for k, v in os.environ.items() if k not in changes}
+    env.update({k: v for k, v in changes.items() if v is not None})
+    return subprocess.run(
+        [sys.executable, str(ROOT / "app.py")],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def make_settings(channels_file: Path, **changes: Any) -> Settings:

@@ -6,20 +6,16 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.apps import AppServer
+from tests.apps import AppServer, run_app_py
 from ytproxy.analyse.tasks import valid_task_id
 from ytproxy.live.channels import ChannelBook, ChannelsError, load_channels
 from ytproxy.settings import Settings
-
-ROOT = Path(__file__).resolve().parent.parent
 
 GOOD = """
 [[channel]]
@@ -224,16 +220,7 @@ def test_python_app_py_refuses_a_bad_channels_file_with_one_line(tmp_path: Path,
     path = write_good(tmp_path / "channels.toml")
     breakage, problem = BREAKAGES[kind]
     breakage(path)
-    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
-    env["CHANNELS_FILE"] = str(path)
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "app.py")],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_app_py(tmp_path, REDIS_URL=None, CHANNELS_FILE=str(path))
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr

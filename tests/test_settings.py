@@ -9,9 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.apps import ROOT, run_app_py
 from ytproxy.settings import Settings, SettingsError, parse_dotenv
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_defaults_need_no_environment() -> None:
@@ -114,16 +113,8 @@ def test_dotenv_rejects_a_line_without_equals() -> None:
 def test_python_app_py_stops_with_one_line_naming_the_variable(
     name: str, value: str, tmp_path: Path
 ) -> None:
-    env = {k: v for k, v in os.environ.items() if k not in {"PORT", "REDIS_URL", "LOG_LEVEL"}}
-    env[name] = value
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "app.py")],
-        cwd=tmp_path,  # no .env here
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    unset: dict[str, str | None] = {"PORT": None, "REDIS_URL": None, "LOG_LEVEL": None}
+    result = run_app_py(tmp_path, **{**unset, name: value})
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
@@ -186,16 +177,7 @@ def test_python_app_py_serves_the_page_and_health_with_no_redis(tmp_path: Path) 
 def test_python_app_py_stops_with_one_line_on_a_bad_channels_file(tmp_path: Path) -> None:
     channels = tmp_path / "channels.toml"
     channels.write_text('[[channel]]\nid = "bad id!"\nname = "x"\nurl = "https://e.com/live"\n')
-    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
-    env["CHANNELS_FILE"] = str(channels)
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "app.py")],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_app_py(tmp_path, REDIS_URL=None, CHANNELS_FILE=str(channels))
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
