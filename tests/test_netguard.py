@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ipaddress
 import threading
-import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -22,6 +21,7 @@ import httpx
 import pytest
 
 from tests.forward_proxy import ForwardProxy
+from tests.test_analyse_origin import analyse
 from ytproxy.images import image_path
 from ytproxy.netguard import AddressPolicy
 from ytproxy.urlguard import is_public
@@ -117,19 +117,6 @@ def public(internal: _Server) -> Iterator[_Server]:
 def strict(settings):
     """Settings of a gateway on a server: private networks refused, 127.0.0.2 trusted."""
     return settings.replace(allow_private_networks=False, trusted_networks=TRUSTED)
-
-
-def analyse(client: httpx.Client, url: str) -> dict[str, Any]:
-    response = client.post("/v1/analyze", json={"url": url})
-    assert response.status_code == 202, response.text
-    status_url = response.json()["status_url"]
-    deadline = time.monotonic() + 60
-    while True:
-        body: dict[str, Any] = client.get(status_url).json()
-        if body["state"] in {"completed", "failed"}:
-            return body
-        assert time.monotonic() < deadline, body
-        time.sleep(0.05)
 
 
 def download_links(result: dict[str, Any]) -> list[str]:

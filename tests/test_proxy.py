@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -28,6 +26,7 @@ import pytest
 from tests.apps import AppServer
 from tests.forward_proxy import ForwardProxy
 from tests.origin import Origin
+from tests.test_analyse_origin import analyse
 
 
 @pytest.fixture
@@ -42,19 +41,6 @@ def origin_total(origin: Origin) -> int:
 
 def target_of(origin: Origin) -> str:
     return origin.base_url.removeprefix("http://").rstrip("/")
-
-
-def analyse(client: httpx.Client, url: str) -> dict[str, Any]:
-    response = client.post("/v1/analyze", json={"url": url})
-    assert response.status_code == 202, response.text
-    status_url = response.json()["status_url"]
-    deadline = time.monotonic() + 60
-    while True:
-        body: dict[str, Any] = client.get(status_url).json()
-        if body["state"] in {"completed", "failed"}:
-            return body
-        assert time.monotonic() < deadline, body
-        time.sleep(0.05)
 
 
 def test_extraction_relay_and_merge_all_go_through_the_proxy(
