@@ -13,6 +13,8 @@ It filters text and keys; it does not fetch, rewrite URIs or sign anything.
 
 from __future__ import annotations
 
+import functools
+
 from . import playlist
 from .channels import Channel
 from .resolver import Resolution
@@ -31,10 +33,14 @@ def height_of(attributes: dict[str, str]) -> int | None:
     return int(height) if height.isdigit() else None
 
 
-def refused_urls(master: str, base_url: str, cap: int | None) -> set[str]:
-    """The variant URLs (absolute) over `cap` that the channel does not offer."""
+@functools.lru_cache(maxsize=64)
+def refused_urls(master: str, base_url: str, cap: int | None) -> frozenset[str]:
+    """The variant URLs (absolute) over `cap` that the channel does not offer.
+
+    Asked on every media-playlist request of a capped channel: the answer for a master
+    (which changes only with a resolution) is kept rather than parsed again."""
     if cap is None:
-        return set()
+        return frozenset()
     heights = {
         uri.url: height_of(uri.attributes)
         for uri in playlist.uris(master, base_url)
@@ -44,7 +50,7 @@ def refused_urls(master: str, base_url: str, cap: int | None) -> set[str]:
     over = {url for url, height in known.items() if height > cap}
     if known and over == set(known):
         over.discard(min(known, key=lambda url: known[url]))
-    return over
+    return frozenset(over)
 
 
 def offered_keys(resolution: Resolution, cap: int | None) -> list[str]:
