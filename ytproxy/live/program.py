@@ -27,7 +27,7 @@ import re
 import time
 from collections.abc import Callable
 
-from .slate import slate_media_playlist, slate_sequence
+from .slate import HEIGHT, WIDTH, slate_media_playlist, slate_sequence
 
 SLATE_WINDOW = 3
 _MEDIA_SEQUENCE = re.compile(r"^#EXT-X-MEDIA-SEQUENCE:\s*(\d+)\s*$", re.M)
@@ -39,7 +39,8 @@ def program_master(program_url: str) -> str:
     return (
         "#EXTM3U\n"
         "#EXT-X-INDEPENDENT-SEGMENTS\n"
-        '#EXT-X-STREAM-INF:BANDWIDTH=800000,RESOLUTION=640x360,CODECS="avc1.4d401e,mp4a.40.2"\n'
+        "#EXT-X-STREAM-INF:BANDWIDTH=800000,"
+        f'RESOLUTION={WIDTH}x{HEIGHT},CODECS="avc1.4d401e,mp4a.40.2"\n'
         f"{program_url}\n"
     )
 
