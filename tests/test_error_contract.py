@@ -186,3 +186,18 @@ def test_htmx_errors_are_html_fragments_with_the_code(guarded) -> None:
     assert response.headers["content-type"].startswith("text/html")
     assert 'data-code="invalid_url"' in response.text
     assert "<script" not in response.text
+
+
+def test_hot_routes_answer_errors_like_every_other_route(guarded) -> None:
+    """Downloads and live segments are served below the router (`app.DirectRoutes`):
+    their errors keep the JSON shape, an HTMX request still gets the fragment, and a
+    wrong method still gets 405."""
+    client, _ = guarded
+    for path in ("/v1/download/not-a-token", "/v1/download/part/x", "/live/demo/s/x.ts"):
+        status, code = error_of(client.get(path, headers={"Accept": "text/html"}))
+        assert status in (403, 404), (path, status, code)
+        fragment = client.get(path, headers={"HX-Request": "true"})
+        assert fragment.status_code == status
+        assert fragment.headers["content-type"].startswith("text/html")
+        assert f'data-code="{code}"' in fragment.text
+    assert error_of(client.post("/v1/download/not-a-token")) == (405, "method_not_allowed")
