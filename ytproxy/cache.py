@@ -61,8 +61,13 @@ class Cache(abc.ABC):
     def __init__(self) -> None:
         self._flights = Flights()
 
+    async def get(self, key: str) -> Any | None:
+        raw = await self.get_raw(key)
+        return None if raw is None else json.loads(raw)
+
     @abc.abstractmethod
-    async def get(self, key: str) -> Any | None: ...
+    async def get_raw(self, key: str) -> str | bytes | None:
+        """The stored JSON text, undecoded (for callers that keep what they decoded)."""
 
     @abc.abstractmethod
     async def set(self, key: str, value: Any, ttl: float) -> None: ...
@@ -175,9 +180,8 @@ class MemoryCache(Cache):
             self._expiries = [(item[0], key) for key, item in self._data.items()]
             heapq.heapify(self._expiries)
 
-    async def get(self, key: str) -> Any | None:
-        raw = self._live(key)
-        return None if raw is None else json.loads(raw)
+    async def get_raw(self, key: str) -> str | None:
+        return self._live(key)
 
     async def set(self, key: str, value: Any, ttl: float) -> None:
         self._store(key, _dumps(value), ttl)
@@ -261,12 +265,12 @@ class RedisCache(Cache):
         self._recovered()
         return True, result
 
-    async def get(self, key: str) -> Any | None:
+    async def get_raw(self, key: str) -> str | bytes | None:
         ok, raw = await self._call(lambda: self._redis.get(self.prefix + key))
         if ok and raw is not None:
-            return json.loads(raw)
+            return raw
         # Values written during an outage live on locally until they expire.
-        return await self._local.get(key)
+        return await self._local.get_raw(key)
 
     async def set(self, key: str, value: Any, ttl: float) -> None:
         raw = _dumps(value)

@@ -8,6 +8,13 @@ the download relay reads them to fetch bytes, and calls `Sources.load(...,
 newer_than=...)` when the upstream says the URLs expired, which re-extracts once
 (single-flight) for everybody downloading that video.
 
+A download reads the sources on every request (a link, each ranged piece a player asks
+for, each merge input), and a YouTube video's record is tens of kilobytes of JSON. So
+`Sources` keeps the records it decoded last (`_MEMO` of them) next to the text they
+came from, and decodes again only when the cache holds a different text (another
+instance or an analysis stored a newer one). Records handed out are shared: callers
+read them and never change them (`find_format` returns a copy of a format).
+
 `Sources(cache, extractor, metrics, ttl)` is built once in the lifespan and shared by
 the analyse job (which stores) and the download job (which loads); `source_store(request)`
 is its typed accessor. This module does not classify formats or decide what clients see.
@@ -16,7 +23,9 @@ is its typed accessor. This module does not classify formats or decide what clie
 from __future__ import annotations
 
 import hashlib
+import json
 import time
+from collections import OrderedDict
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -31,6 +40,8 @@ from .metrics import Metrics
 _DROP_PARAMS = frozenset(
     {"si", "feature", "pp", "utm_source", "utm_medium", "utm_campaign", "utm_term", "utm_content"}
 )
+# Decoded records kept, most recently used last.
+_MEMO = 64
 _SOURCE_FIELDS = (
     "format_id",
     "url",
@@ -95,6 +106,7 @@ class Sources:
         self._extractor = extractor
         self._metrics = metrics
         self._ttl = ttl
+        self._decoded: OrderedDict[str, tuple[str | bytes, dict[str, Any]]] = OrderedDict()
 
     async def store(self, url: str, info: dict[str, Any]) -> dict[str, Any]:
         sources = strip_info(info)
@@ -109,10 +121,10 @@ class Sources:
         another caller refreshed since is reused.
         """
         key = f"sources:{url_key(url)}"
-        cached = await self._cache.get(key)
+        cached = await self._cached(key)
         if cached is not None and (newer_than is None or cached.get("fetched_at", 0) > newer_than):
-            self._metrics.cache_hits.labels("sources").inc()
-            return dict(cached)
+            self._metrics.labelled(self._metrics.cache_hits, "sources").inc()
+            return cached
         self._metrics.cache_misses.labels("sources").inc()
 
         async def produce() -> dict[str, Any]:
@@ -121,6 +133,21 @@ class Sources:
 
         result: dict[str, Any] = await self._cache.single_flight(key, produce)
         return result
+
+    async def _cached(self, key: str) -> dict[str, Any] | None:
+        """The cached record, decoded only when its text changed since the last time."""
+        raw = await self._cache.get_raw(key)
+        if raw is None:
+            return None
+        memo = self._decoded.get(key)
+        if memo is not None and (memo[0] is raw or memo[0] == raw):
+            self._decoded.move_to_end(key)
+            return memo[1]
+        record: dict[str, Any] = json.loads(raw)
+        self._decoded[key] = (raw, record)
+        if len(self._decoded) > _MEMO:
+            self._decoded.popitem(last=False)
+        return record
 
 
 def source_store(conn: HTTPConnection) -> Sources:
