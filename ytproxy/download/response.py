@@ -9,11 +9,12 @@ yields the body, `aclose()` releases the upstream connection or the ffmpeg proce
   or `MAX_DOWNLOADS_PER_CLIENT` from this client);
 - `open()` runs before `http.response.start`, so its errors (403, 404, 416, 502...)
   are rendered as JSON like any other;
-- the body is pumped in a task while another task waits for `http.disconnect`:
-  uvicorn silently drops what is sent to a client that has gone, so without the
-  watcher a dead download would keep reading the upstream to the end;
-- the pump task is the transfer's `task`: cancelling it (shutdown, or the registry's
-  watchdog ending a client that stopped reading) ends the body like a disconnect;
+- the body is pumped inside `upstream.until_disconnect`: uvicorn silently drops what
+  is sent to a client that has gone, so without the watcher a dead download would keep
+  reading the upstream to the end;
+- the request's task is the transfer's `task`: cancelling it (shutdown, the end of the
+  merge a part belongs to, or the registry's watchdog ending a client that stopped
+  reading) ends the body like a disconnect;
 - `aclose()` and the transfer's end run in `finally` — not in a Starlette
   `BackgroundTask`, which is skipped when the client disconnects;
 - an error after the first byte can only end the stream: the response is left
@@ -34,6 +35,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from ..errors import YtproxyError
+from ..upstream import until_disconnect
 from ..web import error_response
 from .transfers import Transfer
 
@@ -78,30 +80,28 @@ class DownloadResponse(Response):
             await error_response(self._request, exc)(scope, receive, send)
             return
         body = self._make_body(transfer)
-        pump = asyncio.create_task(self._pump(body, transfer, send, head_only))
-        watcher = asyncio.create_task(_wait_for_disconnect(receive))
-        transfer.task = pump
+        task = transfer.task = asyncio.current_task()
+        assert task is not None
         try:
-            await asyncio.wait({pump, watcher}, return_when=asyncio.FIRST_COMPLETED)
-            if pump.done():
-                error = pump.exception() if not pump.cancelled() else None
-                if error is not None and not transfer.started:
-                    if not isinstance(error, YtproxyError):
-                        log.error("download %s failed to open", transfer.id, exc_info=error)
-                        error = YtproxyError("Internal error; it has been logged")
-                    await error_response(self._request, error)(scope, receive, send)
-                    transfer.outcome = "rejected"
-                elif error is not None:
-                    transfer.outcome = "failed"
-                    log.warning("download %s ended early: %s", transfer.id, _describe(error))
-                elif pump.cancelled():
-                    transfer.outcome = transfer.stopped or "cancelled"
-            else:
+            async with until_disconnect(receive) as watch:
+                await self._pump(body, transfer, send, head_only)
+            if watch.left:
                 transfer.outcome = "aborted"
+        except asyncio.CancelledError:
+            # The registry ended it (a stalled client, the end of its merge, shutdown).
+            task.uncancel()
+            transfer.outcome = transfer.stopped or "cancelled"
+        except Exception as error:  # answered or logged, never raised
+            if not transfer.started:
+                if not isinstance(error, YtproxyError):
+                    log.error("download %s failed to open", transfer.id, exc_info=error)
+                    error = YtproxyError("Internal error; it has been logged")
+                await error_response(self._request, error)(scope, receive, send)
+                transfer.outcome = "rejected"
+            else:
+                transfer.outcome = "failed"
+                log.warning("download %s ended early: %s", transfer.id, _describe(error))
         finally:
-            for task in (pump, watcher):
-                task.cancel()
-            await asyncio.gather(pump, watcher, return_exceptions=True)
             await body.aclose()
             transfer.end()
 
@@ -123,18 +123,18 @@ class DownloadResponse(Response):
             await send({"type": "http.response.body", "body": b""})
             transfer.outcome = "completed"
             return
+        # With a known length the last block ends the response (one message fewer).
+        length, sent, done = _length(head), 0, False
         async for chunk in body.chunks():
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            if done:
+                break  # more than Content-Length said: never sent (a relay's bug)
+            sent += len(chunk)
+            done = sent == length
+            await send({"type": "http.response.body", "body": chunk, "more_body": not done})
             transfer.sent(len(chunk))
-        await send({"type": "http.response.body", "body": b""})
+        if not done:
+            await send({"type": "http.response.body", "body": b""})
         transfer.outcome = "completed"
-
-
-async def _wait_for_disconnect(receive: Receive) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return
 
 
 def _length(head: Head) -> int | None:

@@ -69,7 +69,7 @@ class Transfer:
     outcome: str = "aborted"
     # Children (a merge's inputs) that failed: the merge must not end as if complete.
     problems: int = 0
-    task: asyncio.Task[None] | None = None
+    task: asyncio.Task[Any] | None = None
     client: str = ""
     # Why the registry ended the transfer itself (`stalled`), if it did.
     stopped: str | None = None
@@ -142,6 +142,9 @@ class Transfers:
         # Running downloads (a merge's inputs not included), kept as they come and go:
         # `admit` runs on every request and must not walk every transfer.
         self._running: Counter[str] = Counter()
+        # Live children (a merge's inputs) per parent, so ending a transfer without
+        # any does not walk every transfer.
+        self._children: Counter[str] = Counter()
         self._closing = False
         self._watchdog: asyncio.Task[None] | None = None
 
@@ -186,7 +189,9 @@ class Transfers:
             secrets.token_hex(6), mode, formats, title, parent, registry=self, client=client
         )
         self._active[transfer.id] = transfer
-        if parent is None:
+        if parent is not None:
+            self._children[parent] += 1
+        else:
             self._running[client] += 1
             self._metrics.active_downloads.inc()
             if self._watchdog is None:
@@ -213,12 +218,15 @@ class Transfers:
         return [t.as_dict() for t in sorted(top, key=lambda t: t.started_at)]
 
     def count_bytes(self, n: int) -> None:
-        self._metrics.relayed_bytes.labels("download").inc(n)
+        self._metrics.labelled(self._metrics.relayed_bytes, "download").inc(n)
 
     def remove(self, transfer: Transfer) -> None:
         if self._active.pop(transfer.id, None) is None:
             return
         if transfer.parent is not None:
+            self._children[transfer.parent] -= 1
+            if self._children[transfer.parent] <= 0:
+                del self._children[transfer.parent]
             parent = self._active.get(transfer.parent)
             if parent is not None and transfer.outcome == "failed":
                 parent.problems += 1
@@ -228,8 +236,10 @@ class Transfers:
             del self._running[transfer.client]
         metrics = self._metrics
         metrics.active_downloads.dec()
-        metrics.downloads.labels(transfer.mode, transfer.outcome).inc()
+        metrics.labelled(metrics.downloads, transfer.mode, transfer.outcome).inc()
         # The merge's inputs must not outlive it: ffmpeg is gone, so are its readers.
+        if transfer.id not in self._children:
+            return
         for child in [t for t in self._active.values() if t.parent == transfer.id]:
             if child.task is not None:
                 child.task.cancel()

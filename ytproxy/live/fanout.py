@@ -22,7 +22,6 @@ This module knows nothing of HLS, tokens or channels.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -33,7 +32,7 @@ from starlette.types import Receive, Scope, Send
 
 from ..errors import ServiceUnavailable, UpstreamError, YtproxyError
 from ..metrics import Metrics
-from ..upstream import BodyTooLarge
+from ..upstream import BodyTooLarge, until_disconnect
 
 log = logging.getLogger(__name__)
 
@@ -275,16 +274,8 @@ class FetchResponse(Response):
             await send({"type": "http.response.body", "body": body, "more_body": False})
             self.on_bytes(len(body))
             return
-        streaming = asyncio.ensure_future(self._stream(send))
-        listening = asyncio.ensure_future(_wait_disconnect(receive))
-        try:
-            await asyncio.wait({streaming, listening}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (streaming, listening):
-                task.cancel()
-            for task in (streaming, listening):
-                with contextlib.suppress(asyncio.CancelledError, OSError):
-                    await task
+        async with until_disconnect(receive):
+            await self._stream(send)
 
     async def _stream(self, send: Send) -> None:
         try:
@@ -295,10 +286,3 @@ class FetchResponse(Response):
             log.warning("segment %s cut short: %s", self.fetch.key, exc.code)
             return
         await send({"type": "http.response.body", "body": b"", "more_body": False})
-
-
-async def _wait_disconnect(receive: Receive) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return
