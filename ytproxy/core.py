@@ -61,6 +61,11 @@ def readiness(conn: HTTPConnection) -> Readiness:
     return found if isinstance(found, Readiness) else Readiness()
 
 
+# What the session buffers of a response body before it stops reading the socket
+# (aiohttp's default, 64 KiB, pauses and resumes the socket several times per block).
+READ_BUFSIZE = 1024 * 1024
+
+
 def open_http_session(settings: Settings) -> aiohttp.ClientSession:
     """The app's one outbound HTTP session; all relay traffic goes through the proxy.
 
@@ -74,4 +79,5 @@ def open_http_session(settings: Settings) -> aiohttp.ClientSession:
         timeout=timeout,
         proxy=None if proxy is None or proxy.startswith("socks") else proxy,
         trace_configs=[redirect_limit()],
+        read_bufsize=READ_BUFSIZE,
     )

@@ -117,7 +117,7 @@ class Upstream:
         self.renewals = 0
 
     def _count(self, status: str) -> None:
-        self._metrics.upstream_requests.labels("download", status).inc()
+        self._metrics.labelled(self._metrics.upstream_requests, "download", status).inc()
 
 
 class Attempts:
@@ -154,25 +154,13 @@ def release(response: aiohttp.ClientResponse | None) -> None:
 async def read_block(
     response: aiohttp.ClientResponse, want: int
 ) -> tuple[bytes, BaseException | bool]:
-    """`want` bytes of the body, or what arrived before it ended and why: `True` for a
-    clean EOF (the end of an unsized body, or a cut one), or the error. Bytes that
-    arrived before a failure are kept, so a resume starts exactly where they end."""
-    first = b""
-    buffer: bytearray | None = None
-    while True:
-        have = len(buffer) if buffer is not None else len(first)
-        if have >= want:
-            break
-        try:
-            data = await response.content.read(want - have)
-        except NETWORK_ERRORS as exc:
-            return bytes(buffer) if buffer is not None else first, exc
-        if not data:
-            return bytes(buffer) if buffer is not None else first, True
-        if not first and buffer is None:
-            first = data  # the common case: one read fills the block, no copy
-        else:
-            if buffer is None:
-                buffer = bytearray(first)
-            buffer += data
-    return (bytes(buffer) if buffer is not None else first), False
+    """Up to `want` bytes of the body: what is already buffered (waiting only while
+    nothing is), as it arrived, without copying it into a block of its own. An empty
+    result says why the body ended: `True` for a clean EOF (the end of an unsized body,
+    or a cut one), or the error. Every byte returned before an end was counted by the
+    caller, so a resume starts exactly where they end."""
+    try:
+        data = await response.content.read(want)
+    except NETWORK_ERRORS as exc:
+        return b"", exc
+    return (data, False) if data else (b"", True)
