@@ -19,11 +19,14 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from aiohttp import web
 
 from tests.forward_proxy import ForwardProxy
 from tests.test_analyse_origin import analyse
+from ytproxy.core import open_http_session
 from ytproxy.images import image_path
-from ytproxy.netguard import AddressPolicy
+from ytproxy.netguard import MAX_REDIRECTS, AddressPolicy, TooManyRedirects
+from ytproxy.settings import Settings
 from ytproxy.urlguard import is_public
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64 + b"IEND"
@@ -249,3 +252,34 @@ def test_through_global_proxy_private_targets_are_refused_before_anything_is_sen
     assert urlsplit(public.base).netloc in carried  # the proxy did carry the public hops
     assert not any(target.startswith(("127.0.0.1", "localhost", "[::")) for target in carried)
     assert internal.requests == []
+
+
+async def test_the_session_follows_at_most_five_redirects() -> None:
+    """The app's session caps redirect chains (`netguard.MAX_REDIRECTS`) for every call."""
+
+    async def hop(request: web.Request) -> web.StreamResponse:
+        left = int(request.match_info["left"])
+        if left == 0:
+            return web.Response(text="arrived")
+        raise web.HTTPFound(f"/r/{left - 1}")
+
+    app = web.Application()
+    app.router.add_get("/r/{left}", hop)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/r/{{}}"
+    session = open_http_session(Settings.from_env({"ALLOW_PRIVATE_NETWORKS": "true"}))
+    try:
+        async with session.get(url.format(MAX_REDIRECTS)) as arrived:
+            assert await arrived.text() == "arrived"
+            assert len(arrived.history) == MAX_REDIRECTS
+        with pytest.raises(TooManyRedirects):
+            async with session.get(url.format(MAX_REDIRECTS + 1)):
+                pass
+        # Each request counts its own hops: the next one within the cap arrives.
+        async with session.get(url.format(MAX_REDIRECTS)) as again:
+            assert again.status == 200
+    finally:
+        await session.close()
+        await runner.cleanup()

@@ -202,22 +202,18 @@ def guarded_connector(settings: Settings, policy: AddressPolicy) -> aiohttp.Base
 
 def redirect_limit(limit: int = MAX_REDIRECTS) -> aiohttp.TraceConfig:
     """Caps the redirect hops of every request of a session (aiohttp's own default is
-    10, settable only per call). Each hop is a new connection, checked by the connector."""
-
-    async def on_start(
-        _session: aiohttp.ClientSession, ctx: Any, _params: aiohttp.TraceRequestStartParams
-    ) -> None:
-        ctx.hops = 0
+    10, settable only per call). Each hop is a new connection, checked by the connector.
+    Only redirects are listened to: a receiver on every request's start showed in the
+    profile of small downloads."""
 
     async def on_redirect(
         _session: aiohttp.ClientSession, ctx: Any, params: aiohttp.TraceRequestRedirectParams
     ) -> None:
-        ctx.hops += 1
+        ctx.hops = getattr(ctx, "hops", 0) + 1
         if ctx.hops > limit:
             raise TooManyRedirects()
 
     trace = aiohttp.TraceConfig()
-    trace.on_request_start.append(on_start)
     trace.on_request_redirect.append(on_redirect)
     return trace
 
