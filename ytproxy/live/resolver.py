@@ -58,7 +58,6 @@ log = logging.getLogger(__name__)
 LIVE_OPTIONS = {"ignore_no_formats_error": True}
 MIN_TTL = 2.0
 MAX_AVAILABLE_WAIT = 15.0
-_EXPIRE_PATH = re.compile(r"/expire/(\d+)(?:/|$)")
 _ITAG = re.compile(r"(?:/itag/|[?&]itag=)(\d+)")
 
 
