@@ -1,10 +1,12 @@
-"""Capped whole-body reads (`ytproxy.bodies`) and the playlist fetches that use them.
+"""The shared upstream module (`ytproxy.upstream`): capped whole-body reads and the
+playlist fetches that use them, and `ClientWatch`, the disconnect watcher.
 
 A small aiohttp server on the test's own loop sends playlists the hard way: trickled
 in many small chunked writes, or chunked and far bigger than any playlist, or with a
 `Content-Length` that announces too much and then nothing at all. The download relay
 is exercised through the real app (uvicorn on a socket), as in
-`test_download_upstreams.py`.
+`test_download_upstreams.py`. `ClientWatch` is held to its three cases with an ASGI
+`receive` that disconnects on demand.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from tests.test_download_upstreams import SEGMENTS, link, publish
 from ytproxy.live.upstream import fetch_text
 from ytproxy.metrics import Metrics
 from ytproxy.settings import Settings
-from ytproxy.upstream import BodyTooLarge, read_capped
+from ytproxy.upstream import BodyTooLarge, ClientWatch, read_capped
 
 HUGE = 64 * 1024 * 1024  # far past the 8 MiB playlist cap of both jobs, and socket buffers
 _BLOCK = b"#EXT-X-DISCONTINUITY\n" * 3000  # ~62 KiB of valid-looking playlist lines
@@ -216,3 +218,55 @@ async def test_an_oversized_vod_playlist_is_refused_with_502(
     assert response.json()["error"]["code"] == "upstream_too_large"
     await trickler.huge_ended.wait()
     assert trickler.huge_sent < HUGE
+
+
+class _Client:
+    """An ASGI `receive` whose `http.disconnect` comes when `leave()` is called."""
+
+    def __init__(self) -> None:
+        self._gone = asyncio.Event()
+
+    def leave(self) -> None:
+        self._gone.set()
+
+    async def receive(self) -> dict[str, object]:
+        await self._gone.wait()
+        return {"type": "http.disconnect"}
+
+
+async def test_client_watch_lets_a_block_finish_while_the_client_stays() -> None:
+    client = _Client()
+    async with ClientWatch(client.receive) as watch:
+        await asyncio.sleep(0.01)
+    assert not watch.left
+    await asyncio.sleep(0)
+    client.leave()  # after the block: nothing left to cancel
+    await asyncio.sleep(0.01)
+    assert not watch.left
+
+
+async def test_client_watch_ends_the_block_when_the_client_leaves() -> None:
+    client = _Client()
+    reached_end = False
+    async with ClientWatch(client.receive) as watch:
+        asyncio.get_running_loop().call_later(0.01, client.leave)
+        await asyncio.sleep(30)  # an upstream read that would go on and on
+        reached_end = True
+    assert watch.left and not reached_end
+    current = asyncio.current_task()
+    assert current is not None and current.cancelling() == 0
+    await asyncio.sleep(0)  # the task is usable afterwards (clean-up awaits)
+
+
+async def test_client_watch_passes_other_cancellations_through() -> None:
+    client = _Client()
+
+    async def body() -> None:
+        async with ClientWatch(client.receive):
+            await asyncio.sleep(30)
+
+    task = asyncio.create_task(body())
+    await asyncio.sleep(0.01)
+    task.cancel()  # a watchdog or shutdown, not the client
+    with pytest.raises(asyncio.CancelledError):
+        await task

@@ -9,7 +9,7 @@ yields the body, `aclose()` releases the upstream connection or the ffmpeg proce
   or `MAX_DOWNLOADS_PER_CLIENT` from this client);
 - `open()` runs before `http.response.start`, so its errors (403, 404, 416, 502...)
   are rendered as JSON like any other;
-- the body is pumped inside `upstream.until_disconnect`: uvicorn silently drops what
+- the body is pumped inside `upstream.ClientWatch`: uvicorn silently drops what
   is sent to a client that has gone, so without the watcher a dead download would keep
   reading the upstream to the end;
 - the request's task is the transfer's `task`: cancelling it (shutdown, the end of the
@@ -35,7 +35,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from ..errors import YtproxyError
-from ..upstream import until_disconnect
+from ..upstream import ClientWatch
 from ..web import error_response
 from .transfers import Transfer
 
@@ -83,7 +83,7 @@ class DownloadResponse(Response):
         task = transfer.task = asyncio.current_task()
         assert task is not None
         try:
-            async with until_disconnect(receive) as watch:
+            async with ClientWatch(receive) as watch:
                 await self._pump(body, transfer, send, head_only)
             if watch.left:
                 transfer.outcome = "aborted"

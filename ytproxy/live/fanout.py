@@ -32,7 +32,7 @@ from starlette.types import Receive, Scope, Send
 
 from ..errors import ServiceUnavailable, UpstreamError, YtproxyError
 from ..metrics import Metrics
-from ..upstream import BodyTooLarge, until_disconnect
+from ..upstream import BodyTooLarge, ClientWatch
 
 log = logging.getLogger(__name__)
 
@@ -274,7 +274,7 @@ class FetchResponse(Response):
             await send({"type": "http.response.body", "body": body, "more_body": False})
             self.on_bytes(len(body))
             return
-        async with until_disconnect(receive):
+        async with ClientWatch(receive):
             await self._stream(send)
 
     async def _stream(self, send: Send) -> None:
