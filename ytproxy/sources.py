@@ -22,6 +22,7 @@ is its typed accessor. This module does not classify formats or decide what clie
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import time
@@ -77,6 +78,7 @@ def normalise_url(url: str) -> str:
     return urlunsplit((parts.scheme.lower(), netloc, parts.path or "/", urlencode(query), ""))
 
 
+@functools.lru_cache(maxsize=4096)  # every download request asks for its video's key
 def url_key(url: str) -> str:
     """The cache key of a URL: a hash of its normalised form."""
     return hashlib.sha256(normalise_url(url).encode()).hexdigest()[:32]

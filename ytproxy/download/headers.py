@@ -17,6 +17,7 @@ Pure functions only: nothing here touches the network or knows about formats.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 import unicodedata
 from urllib.parse import quote
@@ -152,6 +153,7 @@ def ascii_filename(name: str) -> str:
     return f"{stem}.{ext}" if dot and ext else stem
 
 
+@functools.lru_cache(maxsize=1024)  # a download's name is built on every request
 def content_disposition(title: str, ext: str) -> str:
     name = safe_filename(title, ext)
     fallback = ascii_filename(name)
