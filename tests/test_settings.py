@@ -19,7 +19,7 @@ def test_defaults_need_no_environment() -> None:
     assert settings.redis_url is None
     assert settings.secret_key_generated is True
     assert len(settings.secret_key) >= 32
-    assert settings.chunk_size == 64 * 1024
+    assert settings.chunk_size == 256 * 1024
 
 
 def test_values_are_converted_once() -> None:

@@ -67,7 +67,7 @@ class Settings:
     analyze_rate_limit: int = 30
     # Entries listed for a playlist or channel, at most.
     playlist_max_entries: int = 1000
-    chunk_size: int = 64 * 1024
+    chunk_size: int = 256 * 1024
     download_piece_size: int = 10 * 1024 * 1024
     # A ZIP entry with no single-file format is merged (True) or skipped (False).
     zip_allow_merge: bool = False
@@ -138,7 +138,7 @@ class Settings:
             analyze_timeout=reader.get("ANALYZE_TIMEOUT", _float_range(1, 3600), 120.0),
             analyze_rate_limit=reader.get("ANALYZE_RATE_LIMIT", _int_range(0, 100000), 30),
             playlist_max_entries=reader.get("PLAYLIST_MAX_ENTRIES", _int_range(1, 100000), 1000),
-            chunk_size=reader.get("CHUNK_SIZE", _size_range(1024, 16 * 1024**2), 64 * 1024),
+            chunk_size=reader.get("CHUNK_SIZE", _size_range(1024, 16 * 1024**2), 256 * 1024),
             download_piece_size=reader.get(
                 "DOWNLOAD_PIECE_SIZE", _size_range(64 * 1024, 1024**3), 10 * 1024**2
             ),
