@@ -247,11 +247,18 @@ class DirectRoutes:
 
     def __init__(self, app: ASGIApp, *, routes: list[BaseRoute]) -> None:
         self.app = app
-        self.routes = [route for route in routes if isinstance(route, Route)]
+        # Each route with the static start of its path, checked before its pattern (a
+        # request under a root_path does not start with it and goes to the router).
+        self.routes = [
+            (route.path.partition("{")[0], route) for route in routes if isinstance(route, Route)
+        ]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            for route in self.routes:
+            path: str = scope["path"]
+            for prefix, route in self.routes:
+                if not path.startswith(prefix):
+                    continue
                 match, child = route.matches(scope)
                 if match is Match.FULL:
                     scope.update(child)
