@@ -7,8 +7,8 @@ import ipaddress
 import pytest
 
 from ytproxy.errors import BadRequest, Forbidden
-from ytproxy.netguard import AddressPolicy
-from ytproxy.urlguard import MAX_URL_LENGTH, check_url, is_public, parse_http_url
+from ytproxy.netguard import AddressPolicy, is_public
+from ytproxy.urlguard import MAX_URL_LENGTH, check_url, parse_http_url
 
 STRICT = AddressPolicy(allow_private=False)
 LENIENT = AddressPolicy(allow_private=True)

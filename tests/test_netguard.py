@@ -25,9 +25,8 @@ from tests.forward_proxy import ForwardProxy
 from tests.test_analyse_origin import analyse
 from ytproxy.core import open_http_session
 from ytproxy.images import image_path
-from ytproxy.netguard import MAX_REDIRECTS, AddressPolicy, TooManyRedirects
+from ytproxy.netguard import MAX_REDIRECTS, AddressPolicy, TooManyRedirects, is_public
 from ytproxy.settings import Settings
-from ytproxy.urlguard import is_public
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64 + b"IEND"
 TRUSTED = (ipaddress.ip_network("127.0.0.2/32"),)

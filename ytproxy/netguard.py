@@ -7,15 +7,15 @@ from outside — a user, a page, yt-dlp — is checked here, *after* the name is
 and for the very addresses that will be connected to:
 
 - `AddressPolicy` says whether an address may be connected to: only globally routable
-  unicast addresses (see `urlguard.is_public`: not loopback, RFC 1918, link-local and
+  unicast addresses (`is_public`: not loopback, RFC 1918, link-local and
   the metadata service, CGNAT, ULA, multicast, unspecified, reserved, nor their
   IPv4-mapped, 6to4 or NAT64 forms), plus `TRUSTED_NETWORKS`, plus the hosts the
   operator configured (`GLOBAL_PROXY`, `POT_PROVIDER_URL`), which are often private.
 - `GuardedConnector` (aiohttp) is the connector of the app's one `ClientSession`, used
   by the download relay, fragments, the image relay and the live relay. It checks the
   addresses aiohttp resolved before it connects to them (names and literals alike), and
-  each redirect hop is a new connection, so it is checked again. `max_redirects` on
-  each call keeps the hop count small.
+  each redirect hop is a new connection, so it is checked again; a trace on the
+  session (`redirect_limit`) allows at most `MAX_REDIRECTS` hops per request.
 - yt-dlp's network access is guarded by `ytproxy.ytdl_network` with the same policy.
 
 Through `GLOBAL_PROXY` the proxy resolves names and connects, so the connection cannot
@@ -42,7 +42,6 @@ import aiohttp
 from aiohttp.abc import ResolveResult
 
 from .errors import Forbidden
-from .urlguard import IPAddress, is_public
 
 if TYPE_CHECKING:
     from aiohttp.tracing import Trace
@@ -55,6 +54,26 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 # Redirect hops the gateway follows for one request (each hop is checked).
 MAX_REDIRECTS = 5
 _LOCAL_RESOLVE_TIMEOUT = 5.0
+
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+
+
+def is_public(address: IPAddress) -> bool:
+    """True for a globally routable unicast address."""
+    if isinstance(address, ipaddress.IPv6Address):
+        mapped = address.ipv4_mapped or address.sixtofour
+        if mapped is None and address in _NAT64:
+            # 64:ff9b::a.b.c.d reaches a.b.c.d through a NAT64 gateway.
+            mapped = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        if mapped is not None:
+            return is_public(mapped)
+    if address.is_multicast or address.is_unspecified or address.is_reserved:
+        return False
+    # is_global is False for loopback, RFC 1918, link-local (metadata), CGNAT, ULA,
+    # documentation and benchmarking ranges.
+    return address.is_global
 
 
 class ForbiddenAddress(Forbidden):

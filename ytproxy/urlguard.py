@@ -29,21 +29,15 @@ import asyncio
 import ipaddress
 import logging
 import socket
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from .errors import BadRequest, Forbidden
-
-if TYPE_CHECKING:
-    from .netguard import AddressPolicy
+from .netguard import AddressPolicy, IPAddress
 
 log = logging.getLogger(__name__)
 
 MAX_URL_LENGTH = 2048
 RESOLVE_TIMEOUT = 5.0
-
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 
 
 async def check_url(url: object, *, policy: AddressPolicy, proxied: bool = False) -> str:
@@ -105,22 +99,6 @@ async def resolve(host: str, *, proxied: bool = False) -> list[IPAddress]:
         if address is not None:
             addresses.append(address)
     return addresses
-
-
-def is_public(address: IPAddress) -> bool:
-    """True for a globally routable unicast address."""
-    if isinstance(address, ipaddress.IPv6Address):
-        mapped = address.ipv4_mapped or address.sixtofour
-        if mapped is None and address in _NAT64:
-            # 64:ff9b::a.b.c.d reaches a.b.c.d through a NAT64 gateway.
-            mapped = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
-        if mapped is not None:
-            return is_public(mapped)
-    if address.is_multicast or address.is_unspecified or address.is_reserved:
-        return False
-    # is_global is False for loopback, RFC 1918, link-local (metadata), CGNAT, ULA,
-    # documentation and benchmarking ranges.
-    return address.is_global
 
 
 def is_loopback_host(host: str) -> bool:
