@@ -112,6 +112,27 @@ def test_client_leaving_mid_body_releases_the_upstream(gateway: AppServer, origi
     assert state(gateway) == (0, 0)
 
 
+def test_a_client_that_leaves_before_the_answer_is_counted_as_499_by_route(
+    gateway: AppServer, origin: Origin
+) -> None:
+    """Downloads are served below the router (`app.DirectRoutes`): the request metrics
+    still name their route, and a client gone before the head is 499, not a 500."""
+    path = path_of(gateway, origin.vod_url, ["mp4"])
+    assert httpx.head(gateway.url(path), timeout=30).status_code == 200  # sources cached
+    origin.add_latency("/vod/video.mp4", 0.5)  # the head waits for the upstream
+    abort(gateway, path, body_bytes=None)
+    assert settle(gateway)
+    registry = gateway.core.metrics.registry
+
+    def count(method: str, status: str) -> float | None:
+        labels = {"route": "download", "method": method, "status": status}
+        return registry.get_sample_value("http_requests_total", labels)
+
+    assert count("HEAD", "200") == 1
+    assert count("GET", "499") == 1
+    assert count("GET", "500") is None
+
+
 def test_a_thousand_aborted_downloads_leave_no_descriptors_tasks_or_ffmpeg_behind(
     gateway: AppServer, origin: Origin
 ) -> None:

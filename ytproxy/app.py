@@ -262,8 +262,10 @@ class DirectRoutes:
                 match, child = route.matches(scope)
                 if match is Match.FULL:
                     scope.update(child)
-                    # What the router would have set (`request.url_for` needs it).
+                    # What the router would have set: `request.url_for` needs the
+                    # router, the request metrics name the route.
                     scope.setdefault("router", scope["app"].router)
+                    scope["route"] = route
                     await self._serve(route, scope, receive, send)
                     return
         await self.app(scope, receive, send)
@@ -283,6 +285,10 @@ def _name_of(route: BaseRoute) -> str | None:
     return name if isinstance(name, str) else None
 
 
+# The status counted for a request whose client left before any response.
+CLIENT_LEFT = 499
+
+
 class HttpMetrics:
     """Counts requests and time to the response start, by route name (bounded labels)."""
 
@@ -294,7 +300,9 @@ class HttpMetrics:
             await self.app(scope, receive, send)
             return
         started = time.monotonic()
-        status = 500
+        # An error that escapes is answered 500 further out; a request that ends without
+        # a response is one whose client left first (499, as nginx counts it).
+        status: int | None = None
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status
@@ -305,7 +313,11 @@ class HttpMetrics:
 
         try:
             await self.app(scope, receive, send_wrapper)
+            if status is None:
+                status = CLIENT_LEFT
         finally:
+            if status is None:
+                status = 500
             metrics: Metrics | None = _metrics_of(scope)
             if metrics is not None:
                 route = _route_name(scope)
