@@ -10,10 +10,12 @@ newer_than=...)` when the upstream says the URLs expired, which re-extracts once
 
 A download reads the sources on every request (a link, each ranged piece a player asks
 for, each merge input), and a YouTube video's record is tens of kilobytes of JSON. So
-`Sources` keeps the records it decoded last (`_MEMO` of them) next to the text they
-came from, and decodes again only when the cache holds a different text (another
-instance or an analysis stored a newer one). Records handed out are shared: callers
-read them and never change them (`find_format` returns a copy of a format).
+the record is stored with a *stamp* beside it (`sources:<key>:at`, its `fetched_at`),
+and `Sources` keeps the records it decoded last (`_MEMO` of them): a request reads the
+few bytes of the stamp, and the record itself (from Redis, and through `json.loads`)
+only when the stamp says it changed (another instance or an analysis stored a newer
+one) or is missing. Records handed out are shared: callers read them and never change
+them (`find_format` returns a copy of a format).
 
 `Sources(cache, extractor, metrics, ttl)` is built once in the lifespan and shared by
 the analyse job (which stores) and the download job (which loads); `source_store(request)`
@@ -108,11 +110,15 @@ class Sources:
         self._extractor = extractor
         self._metrics = metrics
         self._ttl = ttl
-        self._decoded: OrderedDict[str, tuple[str | bytes, dict[str, Any]]] = OrderedDict()
+        # key -> (the record's stamp, the decoded record), most recently used last.
+        self._decoded: OrderedDict[str, tuple[float, dict[str, Any]]] = OrderedDict()
 
     async def store(self, url: str, info: dict[str, Any]) -> dict[str, Any]:
         sources = strip_info(info)
-        await self._cache.set(f"sources:{url_key(url)}", sources, self._ttl)
+        key = f"sources:{url_key(url)}"
+        await self._cache.set(key, sources, self._ttl)
+        # The stamp last: a reader that sees it finds the record it stamps (or a newer).
+        await self._cache.set(f"{key}:at", sources["fetched_at"], self._ttl)
         return sources
 
     async def load(self, url: str, *, newer_than: float | None = None) -> dict[str, Any]:
@@ -137,16 +143,19 @@ class Sources:
         return result
 
     async def _cached(self, key: str) -> dict[str, Any] | None:
-        """The cached record, decoded only when its text changed since the last time."""
+        """The cached record: the one decoded before while its stamp is unchanged."""
+        memo = self._decoded.get(key)
+        if memo is not None:
+            stamp = await self._cache.get_raw(f"{key}:at")
+            if stamp is not None and float(stamp) == memo[0]:
+                self._decoded.move_to_end(key)
+                return memo[1]
         raw = await self._cache.get_raw(key)
         if raw is None:
             return None
-        memo = self._decoded.get(key)
-        if memo is not None and (memo[0] is raw or memo[0] == raw):
-            self._decoded.move_to_end(key)
-            return memo[1]
         record: dict[str, Any] = json.loads(raw)
-        self._decoded[key] = (raw, record)
+        self._decoded[key] = (float(record.get("fetched_at") or 0), record)
+        self._decoded.move_to_end(key)
         if len(self._decoded) > _MEMO:
             self._decoded.popitem(last=False)
         return record
