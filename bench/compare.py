@@ -11,8 +11,10 @@ On this machine, in this run, loopback only:
   in its own process, default `CHUNK_SIZE` and `DOWNLOAD_PIECE_SIZE`), the video found
   by its real extraction (nginx answers `/watch/<name>` with a redirect to the file).
 
-Figures: bulk MB/s of one `curl` download (`BENCH_BULK_MIB`, default 1024 MiB); a
-100 KiB file's req/s and p99 with `wrk -t2 -c100`; for the live relay, cached-segment
+Figures: bulk MB/s of a `curl` download (`BENCH_BULK_MIB`, default 1024 MiB); a
+100 KiB file's req/s and p99 with `wrk -t2 -c100`; each the median of `BENCH_REPEAT`
+runs (default 3), the paths taking turns, because one run on a shared machine can be
+off by half; for the live relay, cached-segment
 req/s with `wrk -t2 -c100` on one segment URL and segment TTFB p50/p99 at 500 viewers
 (`bench.live_fanout`'s players); the gateway's peak RSS relaying 100 MiB and 4 GiB
 (`bench.download`'s synthetic upstream). Ratios are ytproxy over the baseline named.
@@ -25,6 +27,7 @@ import asyncio
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -43,6 +46,7 @@ MIB = 1024 * 1024
 BULK_MIB = int(os.environ.get("BENCH_BULK_MIB", "1024"))
 SMALL = 100 * 1024
 WRK_SECONDS = int(os.environ.get("BENCH_WRK_SECONDS", "10"))
+REPEAT = int(os.environ.get("BENCH_REPEAT", "3"))
 VIEWERS = 500
 
 _NGINX_CONF = """\
@@ -185,12 +189,23 @@ def _measure(base: str, pid: int, origin_base: str, bare: str, synthetic: str) -
     rows = [Row("nginx static (the origin)"), Row("bare aiohttp relay"),
             Row("ytproxy download relay")]  # fmt: skip
     bases = [f"{origin_base}/files/{{}}.mp4", f"{bare}/files/{{}}.mp4", ""]
-    for row, pattern_url in zip(rows, bases, strict=True):
-        bulk_url = pattern_url.format("bulk") if pattern_url else link(origin_base, "bulk")
-        small_url = pattern_url.format("small") if pattern_url else link(origin_base, "small")
-        row.bulk = curl_mbps(bulk_url)
+    urls = [
+        (pattern_url.format("bulk"), pattern_url.format("small"))
+        if pattern_url
+        else (link(origin_base, "bulk"), link(origin_base, "small"))
+        for pattern_url in bases
+    ]
+    for _, small_url in urls:
         wrk(small_url, 2)  # warm-up: connections, caches
-        row.small, row.p99, row.note = wrk(small_url)
+    bulk: list[list[float]] = [[] for _ in rows]
+    small: list[list[tuple[float, float, str]]] = [[] for _ in rows]
+    for _ in range(REPEAT):  # the paths take turns, so a noisy minute hits them all
+        for n, (bulk_url, small_url) in enumerate(urls):
+            bulk[n].append(curl_mbps(bulk_url))
+            small[n].append(wrk(small_url))
+    for n, row in enumerate(rows):
+        row.bulk = statistics.median(bulk[n])
+        row.small, row.p99, row.note = sorted(small[n])[len(small[n]) // 2]
 
     live = _live(base)
     viewers = asyncio.run(run_round(base, "fan", VIEWERS))[1]
@@ -233,8 +248,8 @@ def _print(
     rss: list[tuple[int, float]],
 ) -> None:
     nginx, bare, ours = rows
-    print(f"\nloopback, one run; bulk = one {BULK_MIB} MiB download with curl; "
-          f"small = 100 KiB with wrk -t2 -c100 -d{WRK_SECONDS}s\n")  # fmt: skip
+    print(f"\nloopback, one run, medians of {REPEAT}; bulk = a {BULK_MIB} MiB download "
+          f"with curl; small = 100 KiB with wrk -t2 -c100 -d{WRK_SECONDS}s\n")  # fmt: skip
     print("| path | bulk MB/s | 100 KiB req/s | 100 KiB p99 |")
     print("|---|---:|---:|---:|")
     for row in rows:
