@@ -14,7 +14,10 @@ On this machine, in this run, loopback only:
 Figures: bulk MB/s of a `curl` download (`BENCH_BULK_MIB`, default 1024 MiB); a
 100 KiB file's req/s and p99 with `wrk -t2 -c100`; each the median of `BENCH_REPEAT`
 runs (default 3), the paths taking turns, because one run on a shared machine can be
-off by half; for the live relay, cached-segment
+off by half; with the small file, the relay process's CPU time per request (user +
+system over the wrk run, divided by the requests served), which the machine's other
+load moves far less than rates: the relays are CPU-bound, so the rate is about one
+over it; for the live relay, cached-segment
 req/s with `wrk -t2 -c100` on one segment URL and segment TTFB p50/p99 at 500 viewers
 (`bench.live_fanout`'s players); the gateway's peak RSS relaying 100 MiB and 4 GiB
 (`bench.download`'s synthetic upstream). Ratios are ytproxy over the baseline named.
@@ -109,8 +112,10 @@ def curl_mbps(url: str) -> float:
     return size / 1e6 / seconds
 
 
-def wrk(url: str, seconds: int = WRK_SECONDS) -> tuple[float, float, str]:
-    """(req/s, p99 ms, a note on errors) of `wrk -t2 -c100` on `url`."""
+def wrk(url: str, seconds: int = WRK_SECONDS, pid: int | None = None) -> tuple[float, float, str]:
+    """(req/s, p99 ms, a note on errors) of `wrk -t2 -c100` on `url`; with `pid`, that
+    process's CPU µs per request is added to `CPU_PER_REQUEST[url]`."""
+    before = cpu_seconds(pid) if pid is not None else 0.0
     out = subprocess.run(
         ["wrk", "-t2", "-c100", f"-d{seconds}s", "--latency", url],
         check=True, capture_output=True, text=True, timeout=seconds + 60,
@@ -120,7 +125,20 @@ def wrk(url: str, seconds: int = WRK_SECONDS) -> tuple[float, float, str]:
     scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
     p99_ms = float(p99.group(1)) * scale[p99.group(2)] if p99 else float("nan")
     errors = re.findall(r"(Non-2xx or 3xx responses: \d+|Socket errors: [^\n]+)", out)
+    if pid is not None:
+        served = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+        CPU_PER_REQUEST.setdefault(url, []).append((cpu_seconds(pid) - before) / served * 1e6)
     return rate, p99_ms, "; ".join(errors)
+
+
+# url -> CPU µs per request of each `wrk(url, pid=...)` run.
+CPU_PER_REQUEST: dict[str, list[float]] = {}
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process `pid` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Row:
@@ -130,6 +148,7 @@ class Row:
         self.small = float("nan")
         self.p99 = float("nan")
         self.note = ""
+        self.cpu = float("nan")  # µs per 100 KiB request
 
 
 def main() -> None:
@@ -169,14 +188,18 @@ def _run(root: Path, origin: Origin) -> None:
                    "CACHE_TTL": "3600"}  # fmt: skip
             channels = {"seg": origin.channel_url("seg"), "fan": origin.channel_url("fan")}
             with gateway(channels, **env) as (base, pid):
-                _measure(base, pid, origin_base, f"http://127.0.0.1:{bare_port}", synthetic)
+                bare = (f"http://127.0.0.1:{bare_port}", processes[-1].pid)
+                _measure(base, pid, origin_base, bare, synthetic)
         finally:
             for process in processes:
                 process.terminate()
                 process.wait(timeout=15)
 
 
-def _measure(base: str, pid: int, origin_base: str, bare: str, synthetic: str) -> None:
+def _measure(
+    base: str, pid: int, origin_base: str, bare_relay: tuple[str, int], synthetic: str
+) -> None:
+    bare, bare_pid = bare_relay
     signer = Signer(SECRET)
 
     def link(source: str, name: str) -> str:
@@ -199,13 +222,16 @@ def _measure(base: str, pid: int, origin_base: str, bare: str, synthetic: str) -
         wrk(small_url, 2)  # warm-up: connections, caches
     bulk: list[list[float]] = [[] for _ in rows]
     small: list[list[tuple[float, float, str]]] = [[] for _ in rows]
+    pids = [None, bare_pid, pid]  # nginx's work is in its worker: not measured
     for _ in range(REPEAT):  # the paths take turns, so a noisy minute hits them all
         for n, (bulk_url, small_url) in enumerate(urls):
             bulk[n].append(curl_mbps(bulk_url))
-            small[n].append(wrk(small_url))
+            small[n].append(wrk(small_url, pid=pids[n]))
     for n, row in enumerate(rows):
         row.bulk = statistics.median(bulk[n])
         row.small, row.p99, row.note = sorted(small[n])[len(small[n]) // 2]
+        if urls[n][1] in CPU_PER_REQUEST:
+            row.cpu = statistics.median(CPU_PER_REQUEST[urls[n][1]])
 
     live = _live(base)
     viewers = asyncio.run(run_round(base, "fan", VIEWERS))[1]
@@ -250,21 +276,23 @@ def _print(
     nginx, bare, ours = rows
     print(f"\nloopback, one run, medians of {REPEAT}; bulk = a {BULK_MIB} MiB download "
           f"with curl; small = 100 KiB with wrk -t2 -c100 -d{WRK_SECONDS}s\n")  # fmt: skip
-    print("| path | bulk MB/s | 100 KiB req/s | 100 KiB p99 |")
-    print("|---|---:|---:|---:|")
+    print("| path | bulk MB/s | 100 KiB req/s | 100 KiB p99 | 100 KiB CPU per request |")
+    print("|---|---:|---:|---:|---:|")
     for row in rows:
-        print(f"| {row.name} | {row.bulk:,.0f} | {row.small:,.0f} | {row.p99:.1f} ms |")
+        cpu = "" if row.cpu != row.cpu else f"{row.cpu:,.0f} µs"  # NaN: not measured
+        print(f"| {row.name} | {row.bulk:,.0f} | {row.small:,.0f} | {row.p99:.1f} ms | {cpu} |")
     print(f"| **ytproxy / nginx static** | **{ours.bulk / nginx.bulk:.2f}×** | "
-          f"{ours.small / nginx.small:.2f}× | {ours.p99 / nginx.p99:.1f}× |")  # fmt: skip
+          f"{ours.small / nginx.small:.2f}× | {ours.p99 / nginx.p99:.1f}× | |")  # fmt: skip
     print(f"| **ytproxy / bare relay** | {ours.bulk / bare.bulk:.2f}× | "
-          f"**{ours.small / bare.small:.2f}×** | **{ours.p99 / bare.p99:.2f}×** |")  # fmt: skip
+          f"**{ours.small / bare.small:.2f}×** | **{ours.p99 / bare.p99:.2f}×** | "
+          f"{ours.cpu / bare.cpu:.2f}× |")  # fmt: skip
     rate, p99, note = live
-    print(f"| live: cached segment, wrk -c100 | | {rate:,.0f} | {p99:.1f} ms |")
+    print(f"| live: cached segment, wrk -c100 | | {rate:,.0f} | {p99:.1f} ms | |")
     p50v, p99v = percentile(ttfb, 0.5) * 1000, percentile(ttfb, 0.99) * 1000
     print(f"| live: segment TTFB at {VIEWERS} viewers (p50 / p99) | | | "
-          f"{p50v:.1f} / {p99v:.1f} ms |")  # fmt: skip
+          f"{p50v:.1f} / {p99v:.1f} ms | |")  # fmt: skip
     sizes = " → ".join(f"{mib:,} MiB: {peak:.0f} MiB" for mib, peak in rss)
-    print(f"| gateway peak RSS relaying {sizes} | | | |")
+    print(f"| gateway peak RSS relaying {sizes} | | | | |")
     for row in rows:
         if row.note:
             print(f"note: {row.name}: {row.note}")
