@@ -10,7 +10,8 @@ built is frozen out of the collections, and the youngest generation is collected
 after `GC_THRESHOLD[0]` allocations instead of 700. A request allocates a few hundred
 objects that reference counting frees; at 700 the collector ran every few requests
 and took a fifth of the CPU of a small download (measured as CPU time per request
-under `wrk`: ~800 → ~640 µs). Reference cycles still go, a little later.
+under `wrk`, averages of three runs each: ~840 → ~640 µs). Reference cycles still go,
+a little later.
 """
 
 from __future__ import annotations

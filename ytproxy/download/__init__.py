@@ -13,7 +13,8 @@
     headers.py     Range, Content-Range, Content-Disposition, Content-Type
 
 Nothing here writes to disk, and nothing holds more than a few `CHUNK_SIZE` blocks
-per transfer.
+per transfer, plus what the app's HTTP session buffers of an upstream body (at most
+twice `core.READ_BUFSIZE`) before it stops reading the socket.
 """
 
 from __future__ import annotations

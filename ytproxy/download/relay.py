@@ -5,7 +5,8 @@ format's `http_chunk_size` when yt-dlp gives one, else `DOWNLOAD_PIECE_SIZE`),
 because googlevideo throttles whole-file requests. Each piece is read in
 `CHUNK_SIZE` blocks and each block is sent before the next is read, so a slow client
 slows the upstream reads (uvicorn's `send` waits for the socket to drain) and a
-transfer holds a few blocks at most, whatever the file's size.
+transfer holds a few blocks at most (and the session's bounded read buffer), whatever
+the file's size.
 
 What the client sees is decided in `open()`, before the first byte: 200 or 206 with
 `Content-Range`, `Content-Length` when the size is known (the format's `filesize`, or
