@@ -22,6 +22,7 @@ import pytest
 from aiohttp import web
 
 from tests.forward_proxy import ForwardProxy
+from tests.local_http import serving
 from ytproxy.diagnostics import check_cookies, check_ytdlp, diagnose, without_credentials
 
 PLUGIN_VERSION = importlib.metadata.version("bgutil-ytdlp-pot-provider")
@@ -64,14 +65,8 @@ async def fake_provider() -> AsyncIterator[dict]:
     app = web.Application()
     app.router.add_get("/ping", ping)
     app.router.add_get("/generate_204", no_content)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    state["url"] = f"http://127.0.0.1:{port}"
-    yield state
-    await runner.cleanup()
+    async with serving(app) as state["url"]:
+        yield state
 
 
 def test_diagnostics_explains_a_pot_provider_that_is_down(app_server, settings) -> None:

@@ -18,6 +18,7 @@ import pytest
 from aiohttp import web
 
 from tests.apps import AppServer
+from tests.local_http import serving
 from ytproxy.download.links import download_path
 from ytproxy.settings import Settings
 
@@ -37,23 +38,13 @@ class Upstream:
         self.big_sent = 0
         self._big_sending: Any = None  # the connection of the piece being sent, if any
         self._big_seen = -1
-        self._runner: web.AppRunner | None = None
 
-    async def start(self) -> None:
+    def app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/hls/{name}.m3u8", self.playlist)
         app.router.add_get("/seg/{name}", self.segment)
         app.router.add_get("/big", self.big)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = self._runner.addresses[0][1]
-        self.base = f"http://127.0.0.1:{port}"
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
+        return app
 
     async def playlist(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
@@ -138,9 +129,8 @@ def big_digest() -> bytes:
 @pytest.fixture
 async def upstream() -> AsyncIterator[Upstream]:
     server = Upstream()
-    await server.start()
-    yield server
-    await server.close()
+    async with serving(server.app()) as server.base:
+        yield server
 
 
 @pytest.fixture

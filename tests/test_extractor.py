@@ -10,6 +10,7 @@ import pytest
 from aiohttp import web
 from yt_dlp.utils import DownloadError, ExtractorError, GeoRestrictedError, UnsupportedError
 
+from tests.local_http import serving
 from ytproxy.errors import ExtractionError
 from ytproxy.extractor import Extractor, classify
 from ytproxy.metrics import Metrics
@@ -127,24 +128,20 @@ async def test_live_lane_is_not_blocked_by_a_full_analyse_lane(origin) -> None:
 
     app = web.Application()
     app.router.add_get("/held/{n}", held_page)
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    base = f"http://127.0.0.1:{runner.addresses[0][1]}"
-    try:
-        slow = [asyncio.create_task(extractor.extract(f"{base}/held/{n}")) for n in range(3)]
-        assert await poll(lambda: len(arrived) == 2)  # both analyse slots taken
-        live = await asyncio.wait_for(  # the deadline only guards against a hang
-            extractor.extract(origin.channel_url("fast"), lane="live"), timeout=30
-        )
-        assert live["is_live"] is True
-        assert len(arrived) == 2 and not any(task.done() for task in slow)
-        release.set()
-        assert all(info["formats"] for info in await asyncio.gather(*slow))
-    finally:
-        release.set()
-        extractor.close()
-        await runner.cleanup()
+    async with serving(app, shutdown_timeout=1.0) as base:
+        try:
+            slow = [asyncio.create_task(extractor.extract(f"{base}/held/{n}")) for n in range(3)]
+            assert await poll(lambda: len(arrived) == 2)  # both analyse slots taken
+            live = await asyncio.wait_for(  # the deadline only guards against a hang
+                extractor.extract(origin.channel_url("fast"), lane="live"), timeout=30
+            )
+            assert live["is_live"] is True
+            assert len(arrived) == 2 and not any(task.done() for task in slow)
+            release.set()
+            assert all(info["formats"] for info in await asyncio.gather(*slow))
+        finally:
+            release.set()
+            extractor.close()
 
 
 async def poll(predicate: Callable[[], bool], timeout: float = 30.0) -> bool:

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import web
 
+from tests.local_http import serving
 from ytproxy.errors import ExtractionError
 from ytproxy.extractor import Extractor
 from ytproxy.metrics import Metrics
@@ -30,21 +31,11 @@ class HeldPages:
         self.count = 0
         self.release = asyncio.Event()
         self._arrivals: defaultdict[int, asyncio.Event] = defaultdict(asyncio.Event)
-        self._runner: web.AppRunner | None = None
 
-    async def start(self) -> None:
+    def app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/page/{name}", self.page)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.base = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
-
-    async def close(self) -> None:
-        self.release.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
+        return app
 
     def url(self, name: str) -> str:
         return f"{self.base}/page/{name}"
@@ -65,9 +56,9 @@ class HeldPages:
 @pytest.fixture
 async def held() -> AsyncIterator[HeldPages]:
     server = HeldPages()
-    await server.start()
-    yield server
-    await server.close()
+    async with serving(server.app()) as server.base:
+        yield server
+        server.release.set()  # held pages answer before the server is cleaned up
 
 
 def in_flight(metrics: Metrics, lane: str) -> float | None:

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
+from tests.local_http import serving
 from ytproxy.errors import ServiceUnavailable
 from ytproxy.live import slate
 from ytproxy.live.slate import (
@@ -353,47 +354,42 @@ async def test_ffmpeg_plays_the_looping_slate_in_real_time(tmp_path: Path) -> No
     app = web.Application()
     app.router.add_get("/slate.m3u8", playlist)
     app.router.add_get("/s/{n}.ts", media)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = runner.addresses[0][1]
     out = tmp_path / "recorded.ts"
     wall = 20.0
-    try:
-        started = time.monotonic()
-        ffmpeg = await asyncio.create_subprocess_exec(
-            "ffmpeg",
-            "-hide_banner",
-            "-nostdin",
-            "-loglevel",
-            "error",
-            "-live_start_index",
-            "-1",
-            "-i",
-            f"http://127.0.0.1:{port}/slate.m3u8",
-            "-map",
-            "0",
-            "-c",
-            "copy",
-            "-f",
-            "mpegts",
-            "-y",
-            str(out),
-            stdin=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        await asyncio.sleep(wall - (time.monotonic() - started))
-        assert ffmpeg.returncode is None, "ffmpeg is still playing"
-        # SIGINT, as a person's Ctrl-C: ffmpeg closes the recording properly.
-        ffmpeg.send_signal(signal.SIGINT)
-        _, err = await asyncio.wait_for(ffmpeg.communicate(), 10)
-        wall = time.monotonic() - started
-    finally:
-        if ffmpeg.returncode is None:
-            ffmpeg.kill()
-            await ffmpeg.wait()
-        await runner.cleanup()
+    async with serving(app) as base:
+        try:
+            started = time.monotonic()
+            ffmpeg = await asyncio.create_subprocess_exec(
+                "ffmpeg",
+                "-hide_banner",
+                "-nostdin",
+                "-loglevel",
+                "error",
+                "-live_start_index",
+                "-1",
+                "-i",
+                f"{base}/slate.m3u8",
+                "-map",
+                "0",
+                "-c",
+                "copy",
+                "-f",
+                "mpegts",
+                "-y",
+                str(out),
+                stdin=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            await asyncio.sleep(wall - (time.monotonic() - started))
+            assert ffmpeg.returncode is None, "ffmpeg is still playing"
+            # SIGINT, as a person's Ctrl-C: ffmpeg closes the recording properly.
+            ffmpeg.send_signal(signal.SIGINT)
+            _, err = await asyncio.wait_for(ffmpeg.communicate(), 10)
+            wall = time.monotonic() - started
+        finally:
+            if ffmpeg.returncode is None:
+                ffmpeg.kill()
+                await ffmpeg.wait()
     probe = ffprobe(out)
     recorded = float(probe["format"]["duration"])
     # ffmpeg fetched the segments in order, one per SEGMENT_SECONDS, and every one is

@@ -22,6 +22,7 @@ import pytest
 from aiohttp import web
 
 from tests.forward_proxy import ForwardProxy
+from tests.local_http import serving
 from tests.test_analyse_origin import analyse
 from ytproxy.core import open_http_session
 from ytproxy.images import image_path
@@ -264,12 +265,9 @@ async def test_the_session_follows_at_most_five_redirects() -> None:
 
     app = web.Application()
     app.router.add_get("/r/{left}", hop)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    url = f"http://127.0.0.1:{runner.addresses[0][1]}/r/{{}}"
-    session = open_http_session(Settings.from_env({"ALLOW_PRIVATE_NETWORKS": "true"}))
-    try:
+    settings = Settings.from_env({"ALLOW_PRIVATE_NETWORKS": "true"})
+    async with serving(app) as base, open_http_session(settings) as session:
+        url = f"{base}/r/{{}}"
         async with session.get(url.format(MAX_REDIRECTS)) as arrived:
             assert await arrived.text() == "arrived"
             assert len(arrived.history) == MAX_REDIRECTS
@@ -279,6 +277,3 @@ async def test_the_session_follows_at_most_five_redirects() -> None:
         # Each request counts its own hops: the next one within the cap arrives.
         async with session.get(url.format(MAX_REDIRECTS)) as again:
             assert again.status == 200
-    finally:
-        await session.close()
-        await runner.cleanup()

@@ -20,6 +20,7 @@ import pytest
 from aiohttp import web
 
 from tests.apps import AppServer
+from tests.local_http import serving
 from tests.test_download_upstreams import SEGMENTS, link, publish
 from ytproxy.live.upstream import fetch_text
 from ytproxy.metrics import Metrics
@@ -38,24 +39,14 @@ class Trickler:
         self.huge_sent = 0
         self.huge_ended = asyncio.Event()
         self.hold = asyncio.Event()
-        self._runner: web.AppRunner | None = None
 
-    async def start(self) -> None:
+    def app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/trickle.m3u8", self.trickle)
         app.router.add_get("/seg/{index}", self.segment)
         app.router.add_get("/huge.m3u8", self.huge)
         app.router.add_get("/announced.m3u8", self.announced)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.base = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
-
-    async def close(self) -> None:
-        self.hold.set()
-        if self._runner is not None:
-            await self._runner.cleanup()
+        return app
 
     def vod_playlist(self) -> bytes:
         lines = ["#EXTM3U", "#EXT-X-VERSION:3", "#EXT-X-TARGETDURATION:2"]
@@ -106,9 +97,9 @@ class Trickler:
 @pytest.fixture
 async def trickler() -> AsyncIterator[Trickler]:
     server = Trickler()
-    await server.start()
-    yield server
-    await server.close()
+    async with serving(server.app()) as server.base:
+        yield server
+        server.hold.set()  # held handlers return before the server is cleaned up
 
 
 @pytest.fixture
