@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import json
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -244,3 +245,16 @@ def test_a_forged_or_unknown_subtitle_link_is_refused(start_app, origin) -> None
         )  # fmt: skip
     assert forged.status_code == 403
     assert (missing.status_code, missing.json()["error"]["code"]) == (404, "subtitle_not_found")
+
+
+def test_a_refused_track_is_re_extracted_once_and_still_downloads(start_app, origin) -> None:
+    server = start_app()
+    page = urlsplit(origin.subtitles.page_url).path
+    with httpx.Client(base_url=server.base_url) as client:
+        task = analyse(client, origin.subtitles.page_url)
+        [track] = task["result"]["subtitles"]
+        extractions = origin.count(page)
+        origin.fail_once("/subs/en.vtt", 403)  # the track's URL refused, as an expired one
+        vtt = _download(client, track["vtt_url"])
+    assert vtt.content == ONE_FILE_VTT.encode()
+    assert origin.count(page) == extractions + 1

@@ -44,13 +44,12 @@ from webvtt.errors import MalformedFileError
 from ..captions import KINDS
 from ..core import core
 from ..errors import Forbidden, NotFound, UpstreamError, YtproxyError
-from ..metrics import Metrics
-from ..sources import Sources, source_store
+from ..sources import source_store
 from ..upstream import REFUSED, read_capped
 from .fragments import HLS_PROTOCOLS, parse_media_playlist
 from .headers import content_disposition
 from .links import read_subtitle
-from .upstream import NETWORK_ERRORS, release
+from .upstream import NETWORK_ERRORS, Upstream, release
 
 MAX_SUBTITLE_BYTES = 8 * 1024 * 1024
 _MAX_PLAYLIST = 1024 * 1024
@@ -78,8 +77,14 @@ async def subtitle(request: Request) -> Response:
     }
     if request.method == "HEAD":
         return Response(headers=headers)
-    fetched_at = float(sources.get("fetched_at") or 0)
-    fetch = _Fetch(svc.http, svc.metrics, sources_of, source_url, kind, code, track, fetched_at)
+
+    def locate(fresh: dict[str, Any]) -> dict[str, Any]:
+        return {**_track(fresh, kind, code), "fetched_at": fresh.get("fetched_at", 0)}
+
+    upstream = Upstream(
+        svc.http, svc.metrics, sources_of, source_url, locate(sources), locate=locate
+    )
+    fetch = _Fetch(upstream)
     if track["protocol"] in HLS_PROTOCOLS:
         body = await fetch.first()
         try:
@@ -142,50 +147,29 @@ def join_segment(
 
 
 class _Fetch:
-    """GETs of one track's upstream, renewing the track's URL once when refused."""
+    """GETs of one track's upstream (through the download relay's `Upstream`), its URL
+    renewed once when refused."""
 
-    def __init__(
-        self,
-        http: aiohttp.ClientSession,
-        metrics: Metrics,
-        sources: Sources,
-        source_url: str,
-        kind: str,
-        code: str,
-        track: dict[str, Any],
-        fetched_at: float,
-    ) -> None:
-        self._http = http
-        self._metrics = metrics
-        self._sources = sources
-        self._source_url = source_url
-        self._kind, self._code = kind, code
-        self._track = track
-        self._fetched_at = fetched_at
+    def __init__(self, upstream: Upstream) -> None:
+        self._up = upstream
 
     async def first(self) -> aiohttp.ClientResponse:
         """The track's own URL (file or playlist), re-extracted once if refused."""
-        response = await self.get(str(self._track["url"]), check=False)
+        response = await self.get(self._up.url, check=False)
         if response.status in REFUSED:
             response.release()
-            sources = await self._sources.load(self._source_url, newer_than=self._fetched_at)
-            self._track = _track(sources, self._kind, self._code)
-            response = await self.get(str(self._track["url"]), check=False)
+            await self._up.renew()
+            response = await self.get(self._up.url, check=False)
         if response.status != 200:
             response.release()
             raise UpstreamError(f"The subtitles' upstream answered {response.status}")
         return response
 
     async def get(self, url: str, *, check: bool = True) -> aiohttp.ClientResponse:
-        headers = {str(k): str(v) for k, v in (self._track.get("http_headers") or {}).items()}
-        headers["Accept-Encoding"] = "identity"
-        counter = self._metrics.upstream_requests
         try:
-            response = await self._http.get(url, headers=headers, allow_redirects=True)
+            response = await self._up.get(url)
         except NETWORK_ERRORS:
-            counter.labels("download", "error").inc()
             raise UpstreamError("The subtitles' upstream could not be reached") from None
-        counter.labels("download", str(response.status)).inc()
         if check and response.status != 200:
             response.release()
             raise UpstreamError(f"A subtitle segment's upstream answered {response.status}")

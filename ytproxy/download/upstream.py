@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -53,13 +54,19 @@ class Upstream:
         sources: Sources,
         source_url: str,
         fmt: dict[str, Any],
+        *,
+        locate: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     ) -> None:
+        """`fmt` is the record fetched from (its `url`, `http_headers`, `fetched_at`);
+        `locate` finds its fresh copy in re-extracted sources (a format by its id unless
+        given: the subtitle relay locates a track)."""
         self._http = http
         self._metrics = metrics
         self._sources = sources
         self.source_url = source_url
         self.fmt = fmt
         self.renewals = 0
+        self._locate = locate or self._format_in
 
     @property
     def format_id(self) -> str:
@@ -106,12 +113,15 @@ class Upstream:
         log.info("format %s: upstream URL refused, re-extracting the source", self.format_id)
         refused_copy = float(self.fmt.get("fetched_at") or 0)
         sources = await self._sources.load(self.source_url, newer_than=refused_copy)
+        self.fmt = self._locate(sources)
+
+    def _format_in(self, sources: dict[str, Any]) -> dict[str, Any]:
         fmt = find_format(sources, self.format_id)
         if fmt is None:
             raise NotFound(
                 "This format is no longer offered for the video", code="format_not_found"
             )
-        self.fmt = fmt
+        return fmt
 
     def progressed(self) -> None:
         self.renewals = 0
