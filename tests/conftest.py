@@ -12,18 +12,21 @@ Offline upstream and Redis (this first section):
 - `redis_server` (session): one real `redis-server` (`tests.redis_server.RedisServer`).
 - `redis_url` (function): its URL, with every database flushed (and the server started
   again if an earlier test stopped it) before the test.
+- `cache` (function, parametrised): each cache backend in turn, the embedded one and a
+  `RedisCache` on that server (`test_cache`, `test_sources`).
 
 Async tests need no marker: the project runs pytest-asyncio with `asyncio_mode = "auto"`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
 from tests.origin import Media, Origin, generate_media
 from tests.redis_server import RedisServer
+from ytproxy.cache import Cache, MemoryCache, RedisCache
 
 
 @pytest.fixture(scope="session")
@@ -54,3 +57,14 @@ def redis_server() -> Iterator[RedisServer]:
 def redis_url(redis_server: RedisServer) -> str:
     redis_server.flush()
     return redis_server.url
+
+
+@pytest.fixture(params=["embedded", "redis"])
+async def cache(request: pytest.FixtureRequest) -> AsyncIterator[Cache]:
+    """Each cache backend in turn: the embedded one and a real Redis."""
+    if request.param == "embedded":
+        backend: Cache = MemoryCache()
+    else:
+        backend = RedisCache(request.getfixturevalue("redis_url"))
+    yield backend
+    await backend.close()

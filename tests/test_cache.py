@@ -7,18 +7,8 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
-from ytproxy.cache import Cache, MemoryCache, RedisCache
+from ytproxy.cache import Cache, RedisCache
 from ytproxy.errors import ExtractionError, YtproxyError
-
-
-@pytest.fixture(params=["embedded", "redis"])
-async def cache(request: pytest.FixtureRequest) -> AsyncIterator[Cache]:
-    if request.param == "embedded":
-        backend: Cache = MemoryCache()
-    else:
-        backend = RedisCache(request.getfixturevalue("redis_url"))
-    yield backend
-    await backend.close()
 
 
 @pytest.fixture

@@ -8,12 +8,9 @@ first), so `Sources` gets none.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
-
-from ytproxy.cache import Cache, MemoryCache, RedisCache
+from ytproxy.cache import Cache, RedisCache
 from ytproxy.metrics import Metrics
 from ytproxy.sources import Sources, url_key
 
@@ -39,16 +36,6 @@ def reads_of(cache: Cache) -> list[str]:
 
     cache.get_raw = counted  # type: ignore[method-assign]
     return keys
-
-
-@pytest.fixture(params=["embedded", "redis"])
-async def cache(request: pytest.FixtureRequest) -> AsyncIterator[Cache]:
-    if request.param == "embedded":
-        backend: Cache = MemoryCache()
-    else:
-        backend = RedisCache(request.getfixturevalue("redis_url"))
-    yield backend
-    await backend.close()
 
 
 async def test_repeated_loads_read_the_stamp_and_decode_once(cache: Cache) -> None:

@@ -181,16 +181,21 @@ def gateway(app_server: Callable[..., AppServer], settings: Settings) -> AppServ
     return app_server(settings, chunk_size=16 * 1024)
 
 
+async def download_vod(gateway: AppServer, name: str, playlist: str) -> httpx.Response:
+    """Downloads through the gateway a video whose one format is the HLS VOD `playlist`."""
+    fmt = {
+        "format_id": name, "url": playlist, "protocol": "m3u8_native",
+        "ext": "mp4", "vcodec": "avc1.4d401e", "acodec": "mp4a.40.2",
+    }  # fmt: skip
+    publish(gateway, f"https://video.test/{name}", [fmt])
+    async with httpx.AsyncClient(timeout=60) as client:
+        return await client.get(link(gateway, f"https://video.test/{name}", name))
+
+
 async def test_a_trickled_vod_playlist_downloads_whole_instead_of_being_taken_for_live(
     gateway: AppServer, trickler: Trickler
 ) -> None:
-    fmt = {
-        "format_id": "slow", "url": f"{trickler.base}/trickle.m3u8", "protocol": "m3u8_native",
-        "ext": "mp4", "vcodec": "avc1.4d401e", "acodec": "mp4a.40.2",
-    }  # fmt: skip
-    publish(gateway, "https://video.test/slow", [fmt])
-    async with httpx.AsyncClient(timeout=60) as client:
-        response = await client.get(link(gateway, "https://video.test/slow", "slow"))
+    response = await download_vod(gateway, "slow", f"{trickler.base}/trickle.m3u8")
     assert response.status_code == 200, response.text
     assert response.content == b"".join(SEGMENTS)
 
@@ -198,13 +203,7 @@ async def test_a_trickled_vod_playlist_downloads_whole_instead_of_being_taken_fo
 async def test_an_oversized_vod_playlist_is_refused_with_502(
     gateway: AppServer, trickler: Trickler
 ) -> None:
-    fmt = {
-        "format_id": "huge", "url": f"{trickler.base}/huge.m3u8", "protocol": "m3u8_native",
-        "ext": "mp4", "vcodec": "avc1.4d401e", "acodec": "mp4a.40.2",
-    }  # fmt: skip
-    publish(gateway, "https://video.test/huge", [fmt])
-    async with httpx.AsyncClient(timeout=60) as client:
-        response = await client.get(link(gateway, "https://video.test/huge", "huge"))
+    response = await download_vod(gateway, "huge", f"{trickler.base}/huge.m3u8")
     assert response.status_code == 502
     assert response.json()["error"]["code"] == "upstream_too_large"
     await trickler.huge_ended.wait()
