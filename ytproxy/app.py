@@ -262,10 +262,7 @@ class DirectRoutes:
                 match, child = route.matches(scope)
                 if match is Match.FULL:
                     scope.update(child)
-                    # What the router would have set: `request.url_for` needs the
-                    # router, the request metrics name the route.
-                    scope.setdefault("router", scope["app"].router)
-                    scope["route"] = route
+                    scope["route"] = route  # as the router sets it: metrics name it
                     await self._serve(route, scope, receive, send)
                     return
         await self.app(scope, receive, send)
