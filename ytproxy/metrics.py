@@ -152,7 +152,8 @@ class Metrics:
         )
 
     def labelled(self, metric: M, *values: str) -> M:
-        """`metric.labels(*values)`, kept for the next call (labels are bounded sets)."""
+        """`metric.labels(*values)`, kept for the next call (labels are bounded sets).
+        Nothing calls `metric.remove()`; a removed child would stay here, unregistered."""
         key = (id(metric), values)
         found: Any = self._children.get(key)
         if found is None:

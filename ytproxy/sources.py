@@ -133,7 +133,7 @@ class Sources:
         if cached is not None and (newer_than is None or cached.get("fetched_at", 0) > newer_than):
             self._metrics.labelled(self._metrics.cache_hits, "sources").inc()
             return cached
-        self._metrics.cache_misses.labels("sources").inc()
+        self._metrics.labelled(self._metrics.cache_misses, "sources").inc()
 
         async def produce() -> dict[str, Any]:
             info = await self._extractor.extract(url, lane="analyse")

@@ -93,7 +93,8 @@ class Viewers:
                 del self._seen[channel_id]
 
     def _publish(self, channel_id: str) -> None:
-        self._metrics.channel_viewers.labels(channel_id).set(len(self._seen.get(channel_id, ())))
+        viewers = len(self._seen.get(channel_id, ()))
+        self._metrics.labelled(self._metrics.channel_viewers, channel_id).set(viewers)
         self._metrics.active_streams.set(self.total)
 
     def forget(self) -> None:
