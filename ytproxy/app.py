@@ -293,7 +293,8 @@ class HttpMetrics:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        metrics = _metrics_of(scope) if scope["type"] == "http" else None
+        if metrics is None:
             await self.app(scope, receive, send)
             return
         started = time.monotonic()
@@ -305,7 +306,8 @@ class HttpMetrics:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                self._observe(scope, status, started)
+                elapsed = time.monotonic() - started
+                metrics.labelled(metrics.http_duration, _route_name(scope)).observe(elapsed)
             await send(message)
 
         try:
@@ -313,19 +315,9 @@ class HttpMetrics:
             if status is None:
                 status = CLIENT_LEFT
         finally:
-            if status is None:
-                status = 500
-            metrics: Metrics | None = _metrics_of(scope)
-            if metrics is not None:
-                route = _route_name(scope)
-                metrics.labelled(metrics.http_requests, route, scope["method"], str(status)).inc()
-
-    @staticmethod
-    def _observe(scope: Scope, status: int, started: float) -> None:
-        metrics = _metrics_of(scope)
-        if metrics is not None:
-            elapsed = time.monotonic() - started
-            metrics.labelled(metrics.http_duration, _route_name(scope)).observe(elapsed)
+            route = _route_name(scope)
+            counted = str(500 if status is None else status)
+            metrics.labelled(metrics.http_requests, route, scope["method"], counted).inc()
 
 
 def _metrics_of(scope: Scope) -> Metrics | None:

@@ -61,8 +61,10 @@ def readiness(conn: HTTPConnection) -> Readiness:
     return found if isinstance(found, Readiness) else Readiness()
 
 
-# What the session buffers of a response body before it stops reading the socket
-# (aiohttp's default, 64 KiB, pauses and resumes the socket several times per block).
+# What the session buffers of a response body before it stops reading the socket.
+# aiohttp's default, 64 KiB, is a quarter of a relay block (CHUNK_SIZE), so the socket
+# would be paused and resumed within every block. (Set together with the read_block
+# change; its own effect was not measured apart.)
 READ_BUFSIZE = 1024 * 1024
 
 

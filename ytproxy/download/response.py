@@ -118,13 +118,14 @@ class DownloadResponse(Response):
                 ],
             }
         )
-        transfer.start(_length(head))
+        length = _length(head)
+        transfer.start(length)
         if head_only:
             await send({"type": "http.response.body", "body": b""})
             transfer.outcome = "completed"
             return
         # With a known length the last block ends the response (one message fewer).
-        length, sent, done = _length(head), 0, False
+        sent, done = 0, False
         async for chunk in body.chunks():
             if done:
                 break  # more than Content-Length said: never sent (a relay's bug)
