@@ -16,6 +16,7 @@ Tokens are not revocable before they expire: rotate `SECRET_KEY` to invalidate a
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
@@ -42,7 +43,8 @@ class Signer:
         root = hashlib.sha256(secret_key.encode()).digest()
         self._enc_key = hmac.new(root, b"ytproxy-token-encryption", hashlib.sha256).digest()
         self._mac_key = hmac.new(root, b"ytproxy-token-signature", hashlib.sha256).digest()
-        self._opened: dict[str, tuple[str, float, dict[str, Any]]] = {}
+        # A per-signer LRU of opened tokens; a token that fails raises and is not kept.
+        self._opened = functools.lru_cache(maxsize=_OPENED_MAX)(self._decrypt)
 
     def seal(
         self, purpose: str, payload: dict[str, Any], ttl: float, *, expires: int | None = None
@@ -68,13 +70,7 @@ class Signer:
 
     def open(self, purpose: str, token: str) -> dict[str, Any]:
         """The payload of a valid token; `Forbidden` (invalid_token/token_expired) otherwise."""
-        known = self._opened.get(token)
-        if known is None:
-            known = self._decrypt(token)
-            if len(self._opened) >= _OPENED_MAX:
-                self._opened.clear()  # crude, but bounded and O(1) per call
-            self._opened[token] = known
-        found_purpose, expiry, data = known
+        found_purpose, expiry, data = self._opened(token)
         if found_purpose != purpose:
             raise _invalid()
         if expiry < time.time():
