@@ -7,11 +7,10 @@ the channel and field), and exit status 2; no traceback.
 
 The garbage collector is tuned for a server (`tune_gc`): what exists once the app is
 built is frozen out of the collections, and the youngest generation is collected
-after `GC_THRESHOLD[0]` allocations instead of 700. A request allocates a few hundred
-objects that reference counting frees; at 700 the collector ran every few requests
-and took a fifth of the CPU of a small download (measured as CPU time per request
-under `wrk`, averages of three runs each: ~840 → ~640 µs). Reference cycles still go,
-a little later.
+after `GC_THRESHOLD[0]` allocations instead of 700. Most of what a request allocates is
+freed by reference counting; with the default the collections took about a fifth of
+the CPU of a small download (measured as CPU time per request under `wrk`, averages
+of three runs each: ~840 → ~640 µs). Reference cycles still go, a little later.
 """
 
 from __future__ import annotations
