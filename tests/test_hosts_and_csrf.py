@@ -14,9 +14,10 @@ from pathlib import Path
 import httpx
 import pytest
 from starlette.requests import Request
+from starlette.routing import Match
 
 from tests.apps import AppServer
-from ytproxy import access
+from ytproxy import access, app
 from ytproxy.access import LOGIN_ATTEMPTS, login_client, split_host
 from ytproxy.settings import Settings
 
@@ -67,6 +68,24 @@ def test_a_host_name_not_allowed_is_421_without_a_token(app_server, settings) ->
     page = get(server, "/", "evil.example", Accept="text/html")
     assert page.status_code == 421
     assert 'data-code="host_not_allowed"' in page.text
+
+
+def test_downloads_and_live_segments_check_the_host_too(app_server, settings) -> None:
+    """They are served outside the middleware stack (`app.DirectRoutes`), which must
+    still leave a request with a refused Host to the guard."""
+    server = app_server(settings)
+    paths = ("/v1/download/not-a-token", "/live/x/s/tok.ts", "/live/x/p/tok.m3u8")
+    hot = [r for r in server.app.routes if getattr(r, "name", "") in app.HOT_ROUTES]
+    for path in paths:  # each is served by DirectRoutes
+        assert any(r.matches(_scope(path))[0] is Match.FULL for r in hot), path
+    for path in paths:
+        assert code_of(get(server, path, "evil.example")) == (421, "host_not_allowed"), path
+        assert code_of(get(server, path, 'evil"x')) == (400, "invalid_host"), path
+    assert code_of(get(server, paths[0], "localhost")) == (403, "invalid_token")
+
+
+def _scope(path: str) -> dict[str, object]:
+    return {"type": "http", "method": "GET", "path": path, "root_path": ""}
 
 
 def test_loopback_names_are_answered_with_any_port_case_or_trailing_dot(

@@ -125,27 +125,32 @@ class HostGuard:
         self.allowed = allowed
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in ANY_HOST_PATHS:
+        if scope["type"] != "http" or host_admitted(scope, self.allowed):
             await self.app(scope, receive, send)
             return
-        value = Headers(scope=scope).get("host")
-        if value is None or value == "":
-            await self.app(scope, receive, send)
-            return
-        host = split_host(value)
+        host = split_host(Headers(scope=scope).get("host", ""))
         if host is None:
             error: BadRequest | MisdirectedRequest = BadRequest(
                 "The Host header is not a host name", code="invalid_host"
             )
-        elif self.allowed is None or host[0] in self.allowed:
-            await self.app(scope, receive, send)
-            return
         else:
             error = MisdirectedRequest(
                 f"This gateway does not answer to {host[0]!r}: add it to ALLOWED_HOSTS, "
                 "or set PUBLIC_BASE_URL or ACCESS_TOKEN"
             )
         await error_response(Request(scope, receive), error)(scope, receive, send)
+
+
+def host_admitted(scope: Scope, allowed: frozenset[str] | None) -> bool:
+    """Whether `HostGuard` lets an HTTP request through: a path any host may ask for, no
+    Host header, or a well-formed one whose name is allowed (`allowed` None: any)."""
+    if scope["path"] in ANY_HOST_PATHS:
+        return True
+    value = Headers(scope=scope).get("host")
+    if not value:
+        return True
+    host = split_host(value)
+    return host is not None and (allowed is None or host[0] in allowed)
 
 
 class CrossSiteGuard:
@@ -207,31 +212,20 @@ def base_url(request: Request, public_base_url: str | None) -> str:
     return public_base_url or str(request.base_url).rstrip("/")
 
 
-class AccessGuard:
-    """Pure ASGI middleware (it does not buffer bodies, so streaming is untouched)."""
+class AccessCheck:
+    """Whether a request carries the access token (or needs none): what `AccessGuard`
+    asks, and what the hot routes ask before they skip the middleware (`app.DirectRoutes`)."""
 
-    def __init__(self, app: ASGIApp, *, token: str | None, signer: Signer) -> None:
-        self.app = app
+    def __init__(self, token: str | None, signer: Signer) -> None:
         self.token = token
         self.cookie_value = cookie_value(signer, token) if token else ""
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.token is None or scope["type"] not in {"http", "websocket"}:
-            await self.app(scope, receive, send)
-            return
+    def admits(self, scope: Scope) -> bool:
+        """No token set, an open path, or the token given."""
+        if self.token is None:
+            return True
         path: str = scope["path"]
-        if path in OPEN_PATHS or path.startswith(OPEN_PREFIXES) or self.allows(scope):
-            await self.app(scope, receive, send)
-            return
-        request = Request(scope, receive)
-        if wants_html(request) and request.method == "GET":
-            target = quote(path + ("?" + request.url.query if request.url.query else ""), safe="")
-            await _redirect(f"/login?next={target}", send)
-            return
-        error = Unauthorized(
-            "An access token is required (Authorization: Bearer, ?token=, or log in)"
-        )
-        await error_response(request, error)(scope, receive, send)
+        return path in OPEN_PATHS or path.startswith(OPEN_PREFIXES) or self.allows(scope)
 
     def allows(self, scope: Scope) -> bool:
         assert self.token is not None
@@ -243,6 +237,29 @@ class AccessGuard:
         if _same(query.get("token", ""), self.token):
             return True
         return _same(_cookie(headers, COOKIE), self.cookie_value)
+
+
+class AccessGuard:
+    """Pure ASGI middleware (it does not buffer bodies, so streaming is untouched)."""
+
+    def __init__(self, app: ASGIApp, *, check: AccessCheck) -> None:
+        self.app = app
+        self.check = check
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in {"http", "websocket"} or self.check.admits(scope):
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        request = Request(scope, receive)
+        if wants_html(request) and request.method == "GET":
+            target = quote(path + ("?" + request.url.query if request.url.query else ""), safe="")
+            await _redirect(f"/login?next={target}", send)
+            return
+        error = Unauthorized(
+            "An access token is required (Authorization: Bearer, ?token=, or log in)"
+        )
+        await error_response(request, error)(scope, receive, send)
 
 
 def cookie_value(signer: Signer, token: str) -> str:

@@ -34,7 +34,14 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import __version__, cookies_page, diagnostics, images, pages, system
-from .access import AccessGuard, CrossSiteGuard, HostGuard, allowed_hosts
+from .access import (
+    AccessCheck,
+    AccessGuard,
+    CrossSiteGuard,
+    HostGuard,
+    allowed_hosts,
+    host_admitted,
+)
 from .analyse import routes as analyse_routes
 from .analyse.runner import TaskRunner
 from .cache import open_cache
@@ -68,14 +75,16 @@ def create_app(settings: Settings | None = None) -> Starlette:
             yield state
 
     routes = build_routes()
+    hosts, access = allowed_hosts(settings), AccessCheck(settings.access_token, signer)
+    hot = [r for r in routes if _name_of(r) in HOT_ROUTES]
     return Starlette(
         routes=routes,
         middleware=[
+            Middleware(DirectRoutes, routes=hot, allowed_hosts=hosts, access=access),
             Middleware(HttpMetrics),
-            Middleware(HostGuard, allowed=allowed_hosts(settings)),
+            Middleware(HostGuard, allowed=hosts),
             Middleware(CrossSiteGuard, public_base_url=settings.public_base_url),
-            Middleware(AccessGuard, token=settings.access_token, signer=signer),
-            Middleware(DirectRoutes, routes=[r for r in routes if _name_of(r) in HOT_ROUTES]),
+            Middleware(AccessGuard, check=access),
         ],
         exception_handlers={
             YtproxyError: _handle_ytproxy_error,
@@ -234,47 +243,66 @@ async def _handle_unexpected(request: Request, exc: Exception) -> Response:
 
 
 class DirectRoutes:
-    """Serves a few hot routes without Starlette's router and exception middleware.
+    """Serves a few hot routes without the middleware stack and Starlette's router.
 
     A download or a live segment is small work (a signed token, a cache lookup, one
-    upstream request), so the layers around it showed in a profile: matching ~50 route
-    patterns, and the exception middleware and the endpoint wrapper each wrapping
-    `send` again. This middleware, innermost (after the metrics and the guards, which
-    still see every request), matches only `routes` and calls their endpoints itself,
-    answering their errors as the app's exception handlers would. A path they do not
-    match, or a method they do not take, goes on to the router as before.
+    upstream request), so the layers around it showed in a profile: four middleware
+    each calling the next, `send` wrapped at each layer, matching ~50 route patterns,
+    the exception middleware. This middleware, outermost, takes a GET or HEAD for one of
+    `routes` that the guards would let through anyway (an allowed Host, the access
+    token when one is set; the cross-site check is for other methods), counts it as
+    `HttpMetrics` does, calls the endpoint itself and answers its errors as the app's
+    exception handlers would. Every other request, and any the guards would answer
+    (a wrong Host, a missing token), goes through the stack and the router as before.
     """
 
-    def __init__(self, app: ASGIApp, *, routes: list[BaseRoute]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        routes: list[BaseRoute],
+        allowed_hosts: frozenset[str] | None,
+        access: AccessCheck,
+    ) -> None:
         self.app = app
         # Each route with the static start of its path, checked before its pattern (a
         # request under a root_path does not start with it and goes to the router).
         self.routes = [
             (route.path.partition("{")[0], route) for route in routes if isinstance(route, Route)
         ]
+        self.allowed_hosts = allowed_hosts
+        self.access = access
+        self._metered = HttpMetrics(self._serve)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
+        if scope["type"] == "http" and scope["method"] in _DIRECT_METHODS:
             path: str = scope["path"]
             for prefix, route in self.routes:
                 if not path.startswith(prefix):
                     continue
                 match, child = route.matches(scope)
-                if match is Match.FULL:
+                if match is Match.FULL and self._admitted(scope):
                     scope.update(child)
                     scope["route"] = route  # as the router sets it: metrics name it
-                    await self._serve(route, scope, receive, send)
+                    await self._metered(scope, receive, send)
                     return
         await self.app(scope, receive, send)
 
+    def _admitted(self, scope: Scope) -> bool:
+        return host_admitted(scope, self.allowed_hosts) and self.access.admits(scope)
+
     @staticmethod
-    async def _serve(route: Route, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _serve(scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive, send)
         try:
-            response: Response = await route.endpoint(request)
+            response: Response = await scope["route"].endpoint(request)
         except Exception as exc:  # answered as the app's handlers would
             response = await _handle_any(request, exc)
         await response(scope, receive, send)
+
+
+# What `DirectRoutes` serves; other methods take the stack (and get its 405).
+_DIRECT_METHODS = frozenset({"GET", "HEAD"})
 
 
 def _name_of(route: BaseRoute) -> str | None:
