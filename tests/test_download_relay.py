@@ -18,6 +18,7 @@ import pytest
 
 from tests.apps import AppServer
 from tests.origin import Media, Origin
+from ytproxy.download import relay
 from ytproxy.download.links import download_path
 from ytproxy.settings import Settings
 
@@ -137,6 +138,22 @@ def test_origin_dropping_the_connection_mid_body_still_gives_the_identical_file(
         f"bytes=60000-{60000 + PIECE - 1}",
     ]
     assert len(ranges) == 3 + -(-(media.vod.size - 60000) // PIECE)
+
+
+def test_a_piece_that_stops_sending_is_given_up_and_resumed_from_the_byte_reached(
+    gateway: AppServer, origin: Origin, media: Media, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A piece's body has no per-read timeout; the relay's StallGuard ends it instead.
+    # Without the guard this download waits for the client's timeout and fails.
+    monkeypatch.setattr(relay, "STALL_TIMEOUT", 0.5)
+    url = link(gateway, origin.vod_url, ["mp4"])
+    httpx.head(url, timeout=30)
+    origin.reset_counts()
+    origin.stall_after("/vod/video.mp4", 20_000)
+    response = httpx.get(url, timeout=30)
+    assert sha256(response.content) == media.vod.sha256
+    ranges = [r.range for r in origin.request_log if r.path == "/vod/video.mp4"]
+    assert ranges[:2] == [f"bytes=0-{PIECE - 1}", f"bytes=20000-{20000 + PIECE - 1}"]
 
 
 def test_url_expiring_while_the_client_pauses_is_re_extracted_and_the_file_is_identical(

@@ -69,6 +69,7 @@ class FaultPlan:
     latency: float = 0.0
     fail_status: int | None = None
     drop_after: int | None = None
+    stall_after: int | None = None
 
 
 @dataclass
@@ -79,18 +80,24 @@ class _Shot:
 
 
 class Faults:
-    """Fault switches keyed by path prefix. One-shot faults (`fail`, `drop_after`) are
+    """Fault switches keyed by path prefix. One-shot faults (`fail`, `drop_after`,
+    `stall_after`) are
     used up by the first `times` matching requests; latency stays until cleared."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._drops: list[_Shot] = []
+        self._stalls: list[_Shot] = []
         self._failures: list[_Shot] = []
         self._latency: dict[str, float] = {}
 
     def drop_after(self, prefix: str, nbytes: int, times: int = 1) -> None:
         with self._lock:
             self._drops.append(_Shot(prefix, nbytes, times))
+
+    def stall_after(self, prefix: str, nbytes: int, times: int = 1) -> None:
+        with self._lock:
+            self._stalls.append(_Shot(prefix, nbytes, times))
 
     def fail(self, prefix: str, status: int = 500, times: int = 1) -> None:
         with self._lock:
@@ -103,6 +110,7 @@ class Faults:
     def clear(self) -> None:
         with self._lock:
             self._drops.clear()
+            self._stalls.clear()
             self._failures.clear()
             self._latency.clear()
 
@@ -112,7 +120,10 @@ class Faults:
             latency = sum(s for prefix, s in self._latency.items() if path.startswith(prefix))
             fail_status = _take(self._failures, path)
             drop = _take(self._drops, path) if fail_status is None else None
-        return FaultPlan(latency=latency, fail_status=fail_status, drop_after=drop)
+            stall = _take(self._stalls, path) if fail_status is None and drop is None else None
+        return FaultPlan(
+            latency=latency, fail_status=fail_status, drop_after=drop, stall_after=stall
+        )
 
 
 def _take(shots: list[_Shot], path: str) -> int | None:

@@ -10,6 +10,7 @@ multipart ranges, If-Range, ETags or compression.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Literal
@@ -98,12 +99,14 @@ async def stream(
     chunks: Iterator[bytes],
 ) -> web.StreamResponse:
     """Send a body with its Content-Length, honouring a `drop_after` fault by closing
-    the connection once that many body bytes are out."""
+    the connection once that many body bytes are out, and a `stall_after` fault by
+    sending nothing more (the connection left open) until the client closes it."""
     response = web.StreamResponse(status=status, headers=headers)
     response.content_length = stop - start
     plan: FaultPlan | None = request.get(PLAN)
     drop = plan.drop_after if plan is not None else None
-    if drop is not None:
+    stall = plan.stall_after if plan is not None else None
+    if drop is not None or stall is not None:
         response.force_close()
     await response.prepare(request)
     if request.method == "HEAD":
@@ -111,6 +114,11 @@ async def stream(
     sent = 0
     try:
         for chunk in chunks:
+            if stall is not None and sent + len(chunk) >= stall:
+                await response.write(chunk[: stall - sent])
+                while request.transport is not None and not request.transport.is_closing():
+                    await asyncio.sleep(0.05)
+                return response
             if drop is not None and sent + len(chunk) >= drop:
                 # force_close() above: aiohttp closes the connection once we return,
                 # and the client sees EOF before Content-Length bytes arrived.

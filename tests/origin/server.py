@@ -217,6 +217,11 @@ class Origin:
         connection is closed (Content-Length promised the whole body)."""
         self._faults.drop_after(prefix, nbytes, times)
 
+    def stall_after(self, prefix: str, nbytes: int, times: int = 1) -> None:
+        """The next `times` requests under `prefix` send `nbytes` of body, then nothing
+        more, with the connection left open, until the client closes it."""
+        self._faults.stall_after(prefix, nbytes, times)
+
     def add_latency(self, prefix: str, seconds: float) -> None:
         """Delay every request under `prefix` by `seconds` before answering."""
         self._faults.add_latency(prefix, seconds)

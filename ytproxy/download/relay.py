@@ -13,8 +13,9 @@ What the client sees is decided in `open()`, before the first byte: 200 or 206 w
 the total of the first piece's `Content-Range`), `Accept-Ranges: bytes`, or an error
 (416 for a range past the end). After that, failures are invisible to the client:
 
-- the connection drops or a body ends short → the next piece starts at the byte
-  reached (with backoff; see `upstream.Attempts`);
+- the connection drops, a body ends short, or sends nothing for `STALL_TIMEOUT`
+  seconds → the next piece starts at the byte reached (with backoff; see
+  `upstream.Attempts`);
 - 403 on a large piece before any piece of that size succeeded → the piece shrinks
   (some datacenter IPs are refused ranges over ~1–2 MB);
 - 403/404/410 otherwise → the URL expired: re-extract and carry on from the byte
@@ -33,10 +34,10 @@ from collections.abc import AsyncIterator
 import aiohttp
 
 from ..errors import RangeNotSatisfiable, UpstreamError
-from ..upstream import REFUSED, retryable
+from ..upstream import REFUSED, StallGuard, retryable
 from .headers import ByteRange, Naming, content_range, parse_content_range
 from .response import Head
-from .upstream import NETWORK_ERRORS, Attempts, Upstream, read_block, release
+from .upstream import NETWORK_ERRORS, STALL_TIMEOUT, Attempts, Upstream, read_block, release
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,7 @@ class RangedRelay:
         self._piece_stop: int | None = None
         self._proven = False
         self._attempts = Attempts()
+        self._stall = StallGuard(STALL_TIMEOUT)
 
     async def open(self) -> Head:
         rng = self._range
@@ -152,7 +154,7 @@ class RangedRelay:
             if self._stop is not None:
                 last = min(last, self._stop - 1)
             try:
-                response = await self._up.get(byte_range=(first, last))
+                response = await self._up.get(byte_range=(first, last), guarded=True)
             except NETWORK_ERRORS as exc:
                 await self._attempts.failed(f"request failed: {exc!r}")
                 continue
@@ -191,6 +193,10 @@ class RangedRelay:
     def _accept(self, response: aiohttp.ClientResponse, piece_stop: int | None) -> None:
         self._response = response
         self._piece_stop = piece_stop
+        self._stall.watch(response, self._reached)
+
+    def _reached(self) -> int:
+        return self.position
 
     async def _refused(self, status: int) -> None:
         if (
@@ -211,6 +217,7 @@ class RangedRelay:
         self._proven = False
 
     def _drop_response(self) -> None:
+        self._stall.stop()
         release(self._response)
         self._response = None
         self._piece_stop = None

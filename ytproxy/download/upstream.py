@@ -42,6 +42,12 @@ MAX_FAILURES = 6
 MAX_RENEWALS = 2
 _BACKOFF_BASE = 0.2
 _BACKOFF_MAX = 3.0
+# A ranged piece's body has no per-read timeout (the relay watches it with a
+# `StallGuard` of `STALL_TIMEOUT` seconds, the session's read timeout); its head must
+# arrive within `HEAD_TIMEOUT`.
+STALL_TIMEOUT = 30.0
+HEAD_TIMEOUT = 30.0
+_GUARDED = aiohttp.ClientTimeout(total=None, connect=10, sock_connect=10, sock_read=None)
 # Errors that mean "the connection or the body broke": resume from the byte reached.
 NETWORK_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError)
 
@@ -88,17 +94,27 @@ class Upstream:
         return expired(self.url)
 
     async def get(
-        self, url: str | None = None, *, byte_range: tuple[int, int | None] | None = None
+        self,
+        url: str | None = None,
+        *,
+        byte_range: tuple[int, int | None] | None = None,
+        guarded: bool = False,
     ) -> aiohttp.ClientResponse:
-        """Send a GET (the format's URL unless `url`); the caller must release the response."""
+        """Send a GET (the format's URL unless `url`); the caller must release the response.
+
+        `guarded`: the caller watches the body with a `StallGuard` (no per-read timeout);
+        the head must still arrive within `HEAD_TIMEOUT`."""
         extra = {}
         if byte_range is not None:
             first, last = byte_range
             extra["Range"] = f"bytes={first}-{'' if last is None else last}"
+        target, headers = url or self.url, self.headers(extra)
         try:
-            response = await self._http.get(
-                url or self.url, headers=self.headers(extra), allow_redirects=True
-            )
+            if guarded:
+                async with asyncio.timeout(HEAD_TIMEOUT):
+                    response = await self._http.get(target, headers=headers, timeout=_GUARDED)
+            else:
+                response = await self._http.get(target, headers=headers)
         except NETWORK_ERRORS:
             self._count("error")
             raise
