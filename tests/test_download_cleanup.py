@@ -115,7 +115,7 @@ def test_client_leaving_mid_body_releases_the_upstream(gateway: AppServer, origi
 def test_a_client_that_leaves_before_the_answer_is_counted_as_499_by_route(
     gateway: AppServer, origin: Origin
 ) -> None:
-    """Downloads are served below the router (`app.DirectRoutes`): the request metrics
+    """Downloads are served outside the stack (`app.DirectRoutes`): the request metrics
     still name their route, and a client gone before the head is 499, not a 500."""
     path = path_of(gateway, origin.vod_url, ["mp4"])
     assert httpx.head(gateway.url(path), timeout=30).status_code == 200  # sources cached

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from ytproxy import app
 from ytproxy.analyse.endpoints import MAX_BODY
 
 _real_getaddrinfo = socket.getaddrinfo
@@ -189,7 +190,7 @@ def test_htmx_errors_are_html_fragments_with_the_code(guarded) -> None:
 
 
 def test_hot_routes_answer_errors_like_every_other_route(guarded) -> None:
-    """Downloads and live segments are served below the router (`app.DirectRoutes`):
+    """Downloads and live segments are served outside the stack (`app.DirectRoutes`):
     their errors keep the JSON shape, an HTMX request still gets the fragment, and a
     wrong method still gets 405."""
     client, _ = guarded
@@ -201,3 +202,12 @@ def test_hot_routes_answer_errors_like_every_other_route(guarded) -> None:
         assert fragment.headers["content-type"].startswith("text/html")
         assert f'data-code="{code}"' in fragment.text
     assert error_of(client.post("/v1/download/not-a-token")) == (405, "method_not_allowed")
+
+
+def test_a_hot_route_name_that_matches_no_route_stops_the_app_from_being_built(
+    settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A renamed hot route would otherwise fall back to the stack unnoticed."""
+    monkeypatch.setattr(app, "HOT_ROUTES", app.HOT_ROUTES | {"no_such_route"})
+    with pytest.raises(RuntimeError, match="no_such_route"):
+        app.create_app(settings)

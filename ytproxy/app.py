@@ -77,6 +77,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
     routes = build_routes()
     hosts, access = allowed_hosts(settings), AccessCheck(settings.access_token, signer)
     hot = [r for r in routes if _name_of(r) in HOT_ROUTES]
+    if missing := HOT_ROUTES - {_name_of(r) for r in hot}:  # a renamed route: say so
+        raise RuntimeError(f"HOT_ROUTES names routes that do not exist: {sorted(missing)}")
     return Starlette(
         routes=routes,
         middleware=[
