@@ -49,6 +49,7 @@ shared token.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import ipaddress
 import logging
@@ -87,6 +88,7 @@ LOGIN_WINDOW = 300
 # `name[:port]`, where the name is a DNS name (underscores too: compose service names)
 # or a bracketed IPv6 literal.
 _HOST = re.compile(r"(\[[0-9A-Fa-f:.]{2,45}\]|[A-Za-z0-9_.-]{1,253})(?::([0-9]{1,5}))?")
+_MAX_HOST = 253 + len(":65535")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -104,6 +106,13 @@ def allowed_hosts(settings: Settings) -> frozenset[str] | None:
 
 def split_host(value: str) -> tuple[str, int | None] | None:
     """A Host header's normalised name and port, or None when it is malformed."""
+    if len(value) > _MAX_HOST:  # longer than `_HOST` can match
+        return None
+    return _split_host(value)
+
+
+@functools.lru_cache(maxsize=64)  # every request's Host; clients send a handful
+def _split_host(value: str) -> tuple[str, int | None] | None:
     match = _HOST.fullmatch(value)
     if match is None:
         return None

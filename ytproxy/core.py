@@ -45,7 +45,7 @@ class Core:
 
 
 def core(conn: HTTPConnection) -> Core:
-    found: Core = conn.state.core
+    found: Core = conn.scope["state"]["core"]
     return found
 
 

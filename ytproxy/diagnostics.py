@@ -135,7 +135,7 @@ class ChannelReport(Protocol):
 
 
 def channel_report(conn: HTTPConnection) -> ChannelReport:
-    found: ChannelReport = conn.state.channel_report
+    found: ChannelReport = conn.scope["state"]["channel_report"]
     return found
 
 

@@ -162,7 +162,7 @@ class Sources:
 
 
 def source_store(conn: HTTPConnection) -> Sources:
-    found: Sources = conn.state.sources
+    found: Sources = conn.scope["state"]["sources"]
     return found
 
 

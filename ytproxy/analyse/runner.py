@@ -400,5 +400,5 @@ class TaskRunner:
 
 
 def task_runner(conn: HTTPConnection) -> TaskRunner:
-    found: TaskRunner = conn.state.tasks
+    found: TaskRunner = conn.scope["state"]["tasks"]
     return found

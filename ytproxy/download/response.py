@@ -67,7 +67,10 @@ class DownloadResponse(Response):
         make_body: Callable[[Transfer], Body],
         begin: Callable[[], Transfer],
     ) -> None:
-        super().__init__(status_code=200)
+        # Not Response.__init__: it renders an empty body and its headers, which this
+        # response never sends (`__call__` sends what the body's `open()` decides).
+        self.status_code = 200
+        self.background = None
         self._request = request
         self._make_body = make_body
         self._begin = begin

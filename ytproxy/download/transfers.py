@@ -291,5 +291,5 @@ def _shutting_down() -> TooManyRequests:
 
 
 def transfers(conn: HTTPConnection) -> Transfers:
-    found: Transfers = conn.state.transfers
+    found: Transfers = conn.scope["state"]["transfers"]
     return found

@@ -487,5 +487,5 @@ class SegmentLinks:
 
 
 def live_service(conn: HTTPConnection) -> LiveService:
-    found: LiveService = conn.state.live
+    found: LiveService = conn.scope["state"]["live"]
     return found
