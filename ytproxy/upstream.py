@@ -26,10 +26,11 @@ and their bodies.
   request's own task and only the watcher is a task of its own (a second task for the
   body and `asyncio.wait` on both showed in the profile of small downloads).
 
-- `StallGuard(seconds)`: ends a streamed upstream body that sends nothing for that
+- `StallGuard(seconds)`: fails a streamed upstream body whose read has waited that
   long, so that the relay resumes it (aiohttp's `sock_read` timeout does the same, but
   cancels and schedules a timer on every socket read, which showed in the profile of
-  bulk relays; the guard checks for progress once per period).
+  bulk relays; the guard looks once per period). Time the relay spends sending to a
+  slow client does not count, as aiohttp's timeout stops while reading is paused.
 
 It does not retry, decode, release responses or stream: media bodies are relayed in
 fixed-size pieces by the relays, never read whole. Errors raised from here never carry
@@ -150,25 +151,28 @@ class UpstreamStalled(aiohttp.ServerTimeoutError):
 
 
 class StallGuard:
-    """Fails the read of `response` that has waited `seconds` without progress.
+    """Fails the read of `response` that has waited `seconds` for the upstream.
 
-    `watch(response, progress)` starts a timer; when it fires, `progress()` (a count of
-    bytes taken, say) is compared with its value at the last check: unchanged, the body
-    is failed with `UpstreamStalled` and the response closed; changed, the timer is set
-    again. `stop()` before the response is released."""
+    `watch(response, waiting_since)` starts a timer; `waiting_since()` is when the
+    current read of the body began to wait (a `time.monotonic()`), or None while the
+    relay is not reading (it is sending to a slow client: the upstream is not to blame).
+    When the timer fires and a read has waited the whole period, the body is failed with
+    `UpstreamStalled` and the response closed; otherwise the timer is set for when it
+    could have. `stop()` before the response is released."""
 
-    __slots__ = ("_handle", "_progress", "_response", "_seen", "seconds")
+    __slots__ = ("_handle", "_response", "_waiting_since", "seconds")
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
         self._handle: asyncio.TimerHandle | None = None
         self._response: aiohttp.ClientResponse | None = None
-        self._progress: Callable[[], int] = int
-        self._seen = 0
+        self._waiting_since: Callable[[], float | None] = _never
 
-    def watch(self, response: aiohttp.ClientResponse, progress: Callable[[], int]) -> None:
+    def watch(
+        self, response: aiohttp.ClientResponse, waiting_since: Callable[[], float | None]
+    ) -> None:
         self.stop()
-        self._response, self._progress, self._seen = response, progress, progress()
+        self._response, self._waiting_since = response, waiting_since
         self._handle = asyncio.get_running_loop().call_later(self.seconds, self._check)
 
     def stop(self) -> None:
@@ -181,13 +185,18 @@ class StallGuard:
         response, self._handle = self._response, None
         if response is None:
             return
-        now = self._progress()
-        if now != self._seen:
-            self._seen = now
-            self._handle = asyncio.get_running_loop().call_later(self.seconds, self._check)
+        since = self._waiting_since()
+        waited = 0.0 if since is None else time.monotonic() - since
+        if waited < self.seconds:
+            delay = self.seconds - waited
+            self._handle = asyncio.get_running_loop().call_later(delay, self._check)
             return
         self._response = None
         response.content.set_exception(
             UpstreamStalled(f"the upstream sent nothing for {self.seconds:g} s")
         )
         response.close()
+
+
+def _never() -> float | None:
+    return None

@@ -13,9 +13,9 @@ What the client sees is decided in `open()`, before the first byte: 200 or 206 w
 the total of the first piece's `Content-Range`), `Accept-Ranges: bytes`, or an error
 (416 for a range past the end). After that, failures are invisible to the client:
 
-- the connection drops, a body ends short, or sends nothing for `STALL_TIMEOUT`
-  seconds → the next piece starts at the byte reached (with backoff; see
-  `upstream.Attempts`);
+- the connection drops, a body ends short, or a read waits `STALL_TIMEOUT` seconds
+  for it (`upstream.StallGuard`; time spent sending to a slow client does not count)
+  → the next piece starts at the byte reached (with backoff; see `upstream.Attempts`);
 - 403 on a large piece before any piece of that size succeeded → the piece shrinks
   (some datacenter IPs are refused ranges over ~1–2 MB);
 - 403/404/410 otherwise → the URL expired: re-extract and carry on from the byte
@@ -29,6 +29,7 @@ Only when the budget of failures without progress runs out does the stream end e
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator
 
 import aiohttp
@@ -75,6 +76,7 @@ class RangedRelay:
         self._proven = False
         self._attempts = Attempts()
         self._stall = StallGuard(STALL_TIMEOUT)
+        self._waiting_since: float | None = None
 
     async def open(self) -> Head:
         rng = self._range
@@ -122,7 +124,9 @@ class RangedRelay:
             assert response is not None
             limit = _earliest(self._piece_stop, self._stop)
             want = self._chunk if limit is None else min(self._chunk, limit - self.position)
+            self._waiting_since = time.monotonic()  # for the StallGuard
             data, broken = await read_block(response, want)
+            self._waiting_since = None
             if data:
                 self.position += len(data)
                 self._attempts.progressed()
@@ -193,10 +197,10 @@ class RangedRelay:
     def _accept(self, response: aiohttp.ClientResponse, piece_stop: int | None) -> None:
         self._response = response
         self._piece_stop = piece_stop
-        self._stall.watch(response, self._reached)
+        self._stall.watch(response, self._read_waiting_since)
 
-    def _reached(self) -> int:
-        return self.position
+    def _read_waiting_since(self) -> float | None:
+        return self._waiting_since
 
     async def _refused(self, status: int) -> None:
         if (
