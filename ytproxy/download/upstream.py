@@ -70,9 +70,21 @@ class Upstream:
         self._metrics = metrics
         self._sources = sources
         self.source_url = source_url
-        self.fmt = fmt
+        self.fmt = fmt  # and its request headers (the setter)
         self.renewals = 0
         self._locate = locate or self._format_in
+
+    @property
+    def fmt(self) -> dict[str, Any]:
+        return self._fmt
+
+    @fmt.setter
+    def fmt(self, fmt: dict[str, Any]) -> None:
+        self._fmt = fmt
+        headers = {str(k): str(v) for k, v in (fmt.get("http_headers") or {}).items()}
+        # The app's session decompresses by default; media must arrive byte-exact.
+        headers["Accept-Encoding"] = "identity"
+        self._headers = headers
 
     @property
     def format_id(self) -> str:
@@ -83,11 +95,7 @@ class Upstream:
         return str(self.fmt["url"])
 
     def headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
-        headers = {str(k): str(v) for k, v in (self.fmt.get("http_headers") or {}).items()}
-        # The app's session decompresses by default; media must arrive byte-exact.
-        headers["Accept-Encoding"] = "identity"
-        headers.update(extra or {})
-        return headers
+        return {**self._headers, **extra} if extra else dict(self._headers)
 
     def looks_expired(self) -> bool:
         """True when the URL's own `expire=` (query or path) is in the past."""
