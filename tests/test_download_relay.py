@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from yt_dlp.utils.networking import std_headers
 
 from tests.apps import AppServer
 from tests.origin import Media, Origin
@@ -258,3 +259,18 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
             return True
         time.sleep(0.02)
     return predicate()
+
+
+def test_the_upstream_gets_the_formats_own_headers_and_no_compression(
+    gateway: AppServer, origin: Origin, media: Media
+) -> None:
+    # yt-dlp gives each format the headers to fetch it with (its User-Agent among them);
+    # googlevideo may refuse a URL fetched with another client's.
+    url = link(gateway, origin.vod_url, ["mp4"])
+    httpx.head(url, timeout=30)
+    origin.reset_counts()
+    assert sha256(httpx.get(url, timeout=30).content) == media.vod.sha256
+    pieces = [r for r in origin.request_log if r.path == "/vod/video.mp4"]
+    assert pieces
+    assert {r.user_agent for r in pieces} == {std_headers["User-Agent"]}
+    assert {r.accept_encoding for r in pieces} == {"identity"}

@@ -142,6 +142,8 @@ class RequestRecord:
     path: str
     query: str
     range: str | None
+    user_agent: str | None = None
+    accept_encoding: str | None = None
 
 
 class RequestLog:

@@ -267,7 +267,12 @@ class Origin:
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         self._log.add(
             RequestRecord(
-                request.method, request.path, request.query_string, request.headers.get("Range")
+                request.method,
+                request.path,
+                request.query_string,
+                request.headers.get("Range"),
+                request.headers.get("User-Agent"),
+                request.headers.get("Accept-Encoding"),
             )
         )
         plan = self._faults.plan(request.path)
