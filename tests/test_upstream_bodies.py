@@ -27,7 +27,14 @@ from tests.test_download_upstreams import SEGMENTS, link, publish
 from ytproxy.live.upstream import fetch_text
 from ytproxy.metrics import Metrics
 from ytproxy.settings import Settings
-from ytproxy.upstream import BodyTooLarge, ClientWatch, StallGuard, UpstreamStalled, read_capped
+from ytproxy.upstream import (
+    DISCONNECT_EXTENSION,
+    BodyTooLarge,
+    ClientWatch,
+    StallGuard,
+    UpstreamStalled,
+    read_capped,
+)
 
 HUGE = 64 * 1024 * 1024  # far past the 8 MiB playlist cap of both jobs, and socket buffers
 _BLOCK = b"#EXT-X-DISCONTINUITY\n" * 3000  # ~62 KiB of valid-looking playlist lines
@@ -309,3 +316,36 @@ async def test_stall_guard_does_not_blame_the_upstream_while_the_relay_sends() -
         assert response.content.exception() is None and not response.closed
         assert await response.content.read(2) == b"ab"
         guard.stop()
+
+
+class _Server:
+    """The server side of `DISCONNECT_EXTENSION`, with the connection lost on demand."""
+
+    def __init__(self) -> None:
+        self.callbacks: set[Callable[[], None]] = set()
+
+    def register(self, callback: Callable[[], None]) -> Callable[[], None]:
+        self.callbacks.add(callback)
+        return lambda: self.callbacks.discard(callback)
+
+    def lose(self) -> None:
+        for callback in list(self.callbacks):
+            callback()
+
+    async def receive(self) -> dict[str, object]:
+        raise AssertionError("with the extension, nothing waits on receive()")
+
+
+async def test_client_watch_uses_the_servers_disconnect_extension() -> None:
+    server = _Server()
+    scope = {"extensions": {DISCONNECT_EXTENSION: server.register}}
+    reached_end = False
+    async with ClientWatch(server.receive, scope) as watch:
+        assert len(server.callbacks) == 1
+        asyncio.get_running_loop().call_later(0.01, server.lose)
+        await asyncio.sleep(30)
+        reached_end = True
+    assert watch.left and not reached_end
+    async with ClientWatch(server.receive, scope) as watch:
+        await asyncio.sleep(0)
+    assert not watch.left and not server.callbacks  # unregistered at the end

@@ -30,6 +30,13 @@ second but a p99 of 0.4–1.1 s against 40–150 ms with asyncio: under saturati
 served some connections far later than others. A gateway's tail latency is what its
 viewers feel (a live segment that comes a second late stalls a player), so asyncio it is.
 
+The protocol also offers each request the `ytproxy.disconnect` scope extension
+(`upstream.DISCONNECT_EXTENSION`): a function that registers a callback for the client's
+connection being lost and returns its unregistration. `upstream.ClientWatch` uses it
+instead of a task waiting on `receive()` for `http.disconnect` (a task per download or
+streamed segment, a measurable share of a small download's work); without it (another
+server) it keeps the task.
+
 This module does not parse HTTP (httptools does), limit bodies (each endpoint caps its
 own), or time out a client that sends a small head slowly: uvicorn has no timer
 before the first request, and a deadline for that would belong here.
@@ -40,13 +47,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import uvicorn
 from starlette.types import ASGIApp
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
 from .settings import Settings
+from .upstream import DISCONNECT_EXTENSION
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +104,8 @@ class HeadLimitProtocol(HttpToolsProtocol):
         self._refused = False  # a head is over the limit: the parser's callbacks do nothing
         self._answered = False  # ... and the 431 is sent: what still arrives is dropped
         self._linger: asyncio.TimerHandle | None = None
+        self._lost = False
+        self._on_lost: set[Callable[[], None]] = set()
         super().connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
@@ -147,7 +158,17 @@ class HeadLimitProtocol(HttpToolsProtocol):
         if size > self.max_head_bytes:
             self._refused = True
             return
+        extensions: dict[str, Any] = self.scope.setdefault("extensions", {})
+        extensions[DISCONNECT_EXTENSION] = self._when_lost
         super().on_headers_complete()
+
+    def _when_lost(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call `callback` when the connection is lost (soon, if it already is)."""
+        if self._lost:
+            self.loop.call_soon(callback)
+        else:
+            self._on_lost.add(callback)
+        return lambda: self._on_lost.discard(callback)
 
     def on_body(self, body: bytes) -> None:
         if not self._refused:
@@ -163,6 +184,10 @@ class HeadLimitProtocol(HttpToolsProtocol):
         if self._linger is not None:
             self._linger.cancel()
         super().connection_lost(exc)
+        self._lost = True
+        callbacks, self._on_lost = self._on_lost, set()
+        for callback in callbacks:
+            callback()
 
     def _answer(self) -> None:
         self._answered = True

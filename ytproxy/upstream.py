@@ -17,14 +17,17 @@ and their bodies.
   which returns after the first socket read and so can silently cut a body that arrives
   in several pieces, it reads until EOF.
 
-- `ClientWatch(receive)`: the disconnect watcher of every streamed response (a
+- `ClientWatch(receive, scope)`: the disconnect watcher of every streamed response (a
   download, a live segment still arriving). uvicorn silently drops what is sent to a
   client that has gone, so a relay that only sends would keep reading its upstream to
-  the end; inside `async with ClientWatch(receive) as watch:` the current task is
-  cancelled when the client leaves, the cancellation ends at the block (`watch.left` is
-  then True), and the code after it cleans up as usual. The block runs in the
-  request's own task and only the watcher is a task of its own (a second task for the
-  body and `asyncio.wait` on both showed in the profile of small downloads).
+  the end; inside `async with ClientWatch(receive, scope) as watch:` the current task
+  is cancelled when the client leaves, the cancellation ends at the block (`watch.left`
+  is then True), and the code after it cleans up as usual. The block runs in the
+  request's own task; the client's leaving is learnt from the server's disconnect
+  extension (`DISCONNECT_EXTENSION`, offered by `server.HeadLimitProtocol`), or else
+  from a watcher task reading `receive()` (a task per request, and before it a second
+  one for the body with `asyncio.wait` on both, showed in the profile of small
+  downloads).
 
 - `StallGuard(seconds)`: fails a streamed upstream body whose read has waited that
   long, so that the relay resumes it (aiohttp's `sock_read` timeout does the same, but
@@ -46,9 +49,14 @@ from collections.abc import Callable
 from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
-from starlette.types import Receive
+from starlette.types import Receive, Scope
 
 from .errors import UpstreamError
+
+# A scope extension of `server.HeadLimitProtocol`: `scope["extensions"][...](callback)`
+# registers a callback for the client's connection being lost and returns the function
+# that unregisters it.
+DISCONNECT_EXTENSION = "ytproxy.disconnect"
 
 _PIECE = 64 * 1024
 _EXPIRE_PATH = re.compile(r"/expire/(\d+)(?:/|$)")
@@ -110,13 +118,22 @@ async def read_capped(response: aiohttp.ClientResponse, limit: int, *, what: str
 class ClientWatch:
     """Run the block until it ends or the client disconnects (see the module docstring);
     `left` is True when the client did. Other cancellations (a watchdog, shutdown) pass
-    through unchanged. (A class, not `contextlib.asynccontextmanager`, whose generator
-    machinery showed in the profile of small downloads.)"""
+    through unchanged. Given the request's `scope`, it uses the server's
+    `ytproxy.disconnect` extension (`DISCONNECT_EXTENSION`: a callback when the connection is
+    lost) when there is one, and a watcher task on `receive()` otherwise.
+    (A class, not `contextlib.asynccontextmanager`, whose generator machinery showed in
+    the profile of small downloads.)"""
 
-    __slots__ = ("_active", "_receive", "_task", "_watcher", "left")
+    __slots__ = ("_active", "_receive", "_register", "_task", "_unregister", "_watcher", "left")
 
-    def __init__(self, receive: Receive) -> None:
+    def __init__(self, receive: Receive, scope: Scope | None = None) -> None:
         self._receive = receive
+        extensions = (scope or {}).get("extensions") or {}
+        self._register: Callable[[Callable[[], None]], Callable[[], None]] | None = extensions.get(
+            DISCONNECT_EXTENSION
+        )
+        self._watcher: asyncio.Task[None] | None = None
+        self._unregister: Callable[[], None] | None = None
         self._active = True
         self.left = False
 
@@ -124,14 +141,20 @@ class ClientWatch:
         task = asyncio.current_task()
         assert task is not None
         self._task = task
-        self._watcher = asyncio.create_task(self._cancel_on_disconnect())
+        if self._register is not None:
+            self._unregister = self._register(self._client_left)
+        else:
+            self._watcher = asyncio.create_task(self._cancel_on_disconnect())
         return self
 
     async def __aexit__(
         self, kind: type[BaseException] | None, error: BaseException | None, tb: object
     ) -> bool:
         self._active = False  # from here on the watcher cancels nothing
-        self._watcher.cancel()
+        if self._watcher is not None:
+            self._watcher.cancel()
+        if self._unregister is not None:
+            self._unregister()
         if kind is asyncio.CancelledError and self.left:
             self._task.uncancel()  # the watcher's own cancellation: the client left
             return True
@@ -140,6 +163,9 @@ class ClientWatch:
     async def _cancel_on_disconnect(self) -> None:
         while (await self._receive())["type"] != "http.disconnect":
             pass
+        self._client_left()
+
+    def _client_left(self) -> None:
         if self._active:
             self.left = True
             self._task.cancel()

@@ -86,7 +86,7 @@ class DownloadResponse(Response):
         task = transfer.task = asyncio.current_task()
         assert task is not None
         try:
-            async with ClientWatch(receive) as watch:
+            async with ClientWatch(receive, scope) as watch:
                 await self._pump(body, transfer, send, head_only)
             if watch.left:
                 transfer.outcome = "aborted"

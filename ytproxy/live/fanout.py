@@ -274,7 +274,7 @@ class FetchResponse(Response):
             await send({"type": "http.response.body", "body": body, "more_body": False})
             self.on_bytes(len(body))
             return
-        async with ClientWatch(receive):
+        async with ClientWatch(receive, scope):
             await self._stream(send)
 
     async def _stream(self, send: Send) -> None:
