@@ -39,6 +39,20 @@ def link(server: AppServer, url: str, formats: list[str], *, ttl: float = 3600) 
     return server.url(path)
 
 
+def faulted_download(
+    server: AppServer, origin: Origin, media: Media, fault: Callable[[], None]
+) -> list[str | None]:
+    """Download the test MP4 with `fault` set on the origin once its sources are cached
+    (so the fault hits the body), check it arrived identical, and return the `Range`s
+    the origin was asked for it."""
+    url = link(server, origin.vod_url, ["mp4"])
+    httpx.head(url, timeout=30)
+    origin.reset_counts()
+    fault()
+    assert sha256(httpx.get(url, timeout=30).content) == media.vod.sha256
+    return [r.range for r in origin.request_log if r.path == "/vod/video.mp4"]
+
+
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -124,14 +138,10 @@ def test_curl_resume_after_an_interrupted_download_yields_the_identical_file(
 def test_origin_dropping_the_connection_mid_body_still_gives_the_identical_file(
     gateway: AppServer, origin: Origin, media: Media
 ) -> None:
-    url = link(gateway, origin.vod_url, ["mp4"])
-    httpx.head(url, timeout=30)  # extract first, so the faults hit the body
-    origin.reset_counts()
-    origin.drop_after("/vod/video.mp4", 20_000, times=3)
-    response = httpx.get(url, timeout=30)
-    assert sha256(response.content) == media.vod.sha256
+    ranges = faulted_download(
+        gateway, origin, media, lambda: origin.drop_after("/vod/video.mp4", 20_000, times=3)
+    )
     # Each cut piece is followed by one that starts at the byte reached.
-    ranges = [r.range for r in origin.request_log if r.path == "/vod/video.mp4"]
     assert ranges[:4] == [
         f"bytes=0-{PIECE - 1}",
         f"bytes=20000-{20000 + PIECE - 1}",
@@ -147,13 +157,9 @@ def test_a_piece_that_stops_sending_is_given_up_and_resumed_from_the_byte_reache
     # A piece's body has no per-read timeout; the relay's StallGuard ends it instead.
     # Without the guard this download waits for the client's timeout and fails.
     monkeypatch.setattr(relay, "STALL_TIMEOUT", 0.5)
-    url = link(gateway, origin.vod_url, ["mp4"])
-    httpx.head(url, timeout=30)
-    origin.reset_counts()
-    origin.stall_after("/vod/video.mp4", 20_000)
-    response = httpx.get(url, timeout=30)
-    assert sha256(response.content) == media.vod.sha256
-    ranges = [r.range for r in origin.request_log if r.path == "/vod/video.mp4"]
+    ranges = faulted_download(
+        gateway, origin, media, lambda: origin.stall_after("/vod/video.mp4", 20_000)
+    )
     assert ranges[:2] == [f"bytes=0-{PIECE - 1}", f"bytes=20000-{20000 + PIECE - 1}"]
 
 
@@ -184,13 +190,9 @@ def test_a_403_on_a_large_piece_shrinks_the_piece_without_re_extracting(
     app_server: Callable[..., AppServer], settings: Settings, origin: Origin, media: Media
 ) -> None:
     server = app_server(settings, download_piece_size=8 * 1024 * 1024)
-    url = link(server, origin.vod_url, ["mp4"])
-    httpx.head(url, timeout=30)
-    origin.reset_counts()
-    origin.fail_once("/vod/video.mp4", 403)
-    response = httpx.get(url, timeout=30)
-    assert sha256(response.content) == media.vod.sha256
-    ranges = [r.range for r in origin.request_log if r.path == "/vod/video.mp4"]
+    ranges = faulted_download(
+        server, origin, media, lambda: origin.fail_once("/vod/video.mp4", 403)
+    )
     assert ranges == [f"bytes=0-{8 * 1024 * 1024 - 1}", f"bytes=0-{2 * 1024 * 1024 - 1}"]
     assert origin.count("/watch/vod") == 0
 
