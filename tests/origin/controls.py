@@ -81,8 +81,8 @@ class _Shot:
 
 class Faults:
     """Fault switches keyed by path prefix. One-shot faults (`fail`, `drop_after`,
-    `stall_after`) are
-    used up by the first `times` matching requests; latency stays until cleared."""
+    `stall_after`) are used up by the first `times` matching requests; latency stays
+    until cleared."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
