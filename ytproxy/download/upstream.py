@@ -18,6 +18,7 @@ relays do.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -42,12 +43,10 @@ MAX_FAILURES = 6
 MAX_RENEWALS = 2
 _BACKOFF_BASE = 0.2
 _BACKOFF_MAX = 3.0
-# A ranged piece's body has no per-read timeout (the relay watches it with a
-# `StallGuard` of `STALL_TIMEOUT` seconds, the session's read timeout); its head must
-# arrive within `HEAD_TIMEOUT`.
+# A ranged piece's body has no per-read timeout: the relay watches it with a
+# `StallGuard` of `STALL_TIMEOUT` seconds (as long as the session's read timeout); its
+# head must still arrive within the session's read timeout.
 STALL_TIMEOUT = 30.0
-HEAD_TIMEOUT = 30.0
-_GUARDED = aiohttp.ClientTimeout(total=None, connect=10, sock_connect=10, sock_read=None)
 # Errors that mean "the connection or the body broke": resume from the byte reached.
 NETWORK_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError)
 
@@ -111,7 +110,7 @@ class Upstream:
         """Send a GET (the format's URL unless `url`); the caller must release the response.
 
         `guarded`: the caller watches the body with a `StallGuard` (no per-read timeout);
-        the head must still arrive within `HEAD_TIMEOUT`."""
+        the head must still arrive within the session's read timeout."""
         extra = {}
         if byte_range is not None:
             first, last = byte_range
@@ -119,8 +118,11 @@ class Upstream:
         target, headers = url or self.url, self.headers(extra)
         try:
             if guarded:
-                async with asyncio.timeout(HEAD_TIMEOUT):
-                    response = await self._http.get(target, headers=headers, timeout=_GUARDED)
+                timeout = self._http.timeout
+                async with asyncio.timeout(timeout.sock_read):
+                    response = await self._http.get(
+                        target, headers=headers, timeout=_without_read_limit(timeout)
+                    )
             else:
                 response = await self._http.get(target, headers=headers)
         except NETWORK_ERRORS:
@@ -152,6 +154,18 @@ class Upstream:
 
     def _count(self, status: str) -> None:
         self._metrics.labelled(self._metrics.upstream_requests, "download", status).inc()
+
+
+@functools.lru_cache(maxsize=4)  # the one session's timeout, derived once
+def _without_read_limit(timeout: aiohttp.ClientTimeout) -> aiohttp.ClientTimeout:
+    """The session's `timeout` without its per-read limit (a `StallGuard` watches)."""
+    return aiohttp.ClientTimeout(
+        total=timeout.total,
+        connect=timeout.connect,
+        sock_connect=timeout.sock_connect,
+        sock_read=None,
+        ceil_threshold=timeout.ceil_threshold,
+    )
 
 
 class Attempts:
