@@ -112,9 +112,11 @@ def curl_mbps(url: str) -> float:
     return size / 1e6 / seconds
 
 
-def wrk(url: str, seconds: int = WRK_SECONDS, pid: int | None = None) -> tuple[float, float, str]:
-    """(req/s, p99 ms, a note on errors) of `wrk -t2 -c100` on `url`; with `pid`, that
-    process's CPU µs per request is added to `CPU_PER_REQUEST[url]`."""
+def wrk(
+    url: str, seconds: int = WRK_SECONDS, pid: int | None = None
+) -> tuple[float, float, str, float]:
+    """(req/s, p99 ms, a note on errors, CPU µs per request of process `pid` or NaN) of
+    `wrk -t2 -c100` on `url`."""
     before = cpu_seconds(pid) if pid is not None else 0.0
     out = subprocess.run(
         ["wrk", "-t2", "-c100", f"-d{seconds}s", "--latency", url],
@@ -125,14 +127,11 @@ def wrk(url: str, seconds: int = WRK_SECONDS, pid: int | None = None) -> tuple[f
     scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
     p99_ms = float(p99.group(1)) * scale[p99.group(2)] if p99 else float("nan")
     errors = re.findall(r"(Non-2xx or 3xx responses: \d+|Socket errors: [^\n]+)", out)
+    cpu = float("nan")
     if pid is not None:
         served = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
-        CPU_PER_REQUEST.setdefault(url, []).append((cpu_seconds(pid) - before) / served * 1e6)
-    return rate, p99_ms, "; ".join(errors)
-
-
-# url -> CPU µs per request of each `wrk(url, pid=...)` run.
-CPU_PER_REQUEST: dict[str, list[float]] = {}
+        cpu = (cpu_seconds(pid) - before) / served * 1e6
+    return rate, p99_ms, "; ".join(errors), cpu
 
 
 def cpu_seconds(pid: int) -> float:
@@ -221,7 +220,7 @@ def _measure(
     for _, small_url in urls:
         wrk(small_url, 2)  # warm-up: connections, caches
     bulk: list[list[float]] = [[] for _ in rows]
-    small: list[list[tuple[float, float, str]]] = [[] for _ in rows]
+    small: list[list[tuple[float, float, str, float]]] = [[] for _ in rows]
     pids = [None, bare_pid, pid]  # nginx's work is in its worker: not measured
     for _ in range(REPEAT):  # the paths take turns, so a noisy minute hits them all
         for n, (bulk_url, small_url) in enumerate(urls):
@@ -229,9 +228,9 @@ def _measure(
             small[n].append(wrk(small_url, pid=pids[n]))
     for n, row in enumerate(rows):
         row.bulk = statistics.median(bulk[n])
-        row.small, row.p99, row.note = sorted(small[n])[len(small[n]) // 2]
-        if urls[n][1] in CPU_PER_REQUEST:
-            row.cpu = statistics.median(CPU_PER_REQUEST[urls[n][1]])
+        row.small, row.p99, row.note, _ = sorted(small[n])[len(small[n]) // 2]
+        if pids[n] is not None:
+            row.cpu = statistics.median(run[3] for run in small[n])
 
     live = _live(base)
     viewers = asyncio.run(run_round(base, "fan", VIEWERS))[1]
@@ -247,7 +246,7 @@ def _live(base: str) -> tuple[float, float, str]:
         segment = [line for line in media.splitlines() if line and not line.startswith("#")][-1]
         client.get(segment).raise_for_status()  # in the segment buffer from now on
     wrk(segment, 2)
-    return wrk(segment)
+    return wrk(segment)[:3]
 
 
 async def _rss(base: str, pid: int, upstream: str, signer: Signer) -> list[tuple[int, float]]:
