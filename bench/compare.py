@@ -14,13 +14,14 @@ On this machine, in this run, loopback only:
 Figures: bulk MB/s of a `curl` download (`BENCH_BULK_MIB`, default 1024 MiB); a
 100 KiB file's req/s and p99 with `wrk -t2 -c100`; each the median of `BENCH_REPEAT`
 runs (default 3; the p99 is that of the run with the median rate), the paths taking
-turns, because one run on a shared machine can be off by half; with the small file, the relay process's CPU time per request (user +
-system over the wrk run, divided by the requests served), which the machine's other
-load moves far less than rates: the relays are CPU-bound, so the rate is about one
-over it; for the live relay, cached-segment
-req/s with `wrk -t2 -c100` on one segment URL and segment TTFB p50/p99 at 500 viewers
-(`bench.live_fanout`'s players); the gateway's peak RSS relaying 100 MiB and 4 GiB
-(`bench.download`'s synthetic upstream). Ratios are ytproxy over the baseline named.
+turns, because one run on a shared machine can be off by half; with the small file,
+the relay process's CPU time per request (user + system over the wrk run, divided by
+the requests served), which the machine's other load moves far less than rates: the
+relays are CPU-bound, so the rate is about one over it; for the live relay,
+cached-segment req/s with `wrk -t2 -c100` on one segment URL and segment TTFB p50/p99
+at 500 viewers (`bench.live_fanout`'s players); the gateway's peak RSS relaying
+100 MiB and 4 GiB (`bench.download`'s synthetic upstream). Ratios are ytproxy over the
+baseline named.
 Client, servers and origin share the machine's cores: compare rows, not hosts.
 """
 
