@@ -78,11 +78,12 @@ async def task_count() -> int:
 
 def state(server: AppServer) -> tuple[int, int]:
     async def probe() -> tuple[int, int]:
-        connector = server.core.http.connector
-        assert connector is not None
-        # `_acquired`: connections handed out and not yet released (private, but the
-        # one place aiohttp shows them).
-        return len(server.transfers), len(connector._acquired)
+        connector, pieces = server.core.http.connector, server.core.pieces
+        assert connector is not None and pieces is not None
+        # `_acquired`: the session's connections handed out and not yet released
+        # (private, but the one place aiohttp shows them); a download's pieces go
+        # through the piece client.
+        return len(server.transfers), len(connector._acquired) + pieces.busy()
 
     return server.call(probe)
 

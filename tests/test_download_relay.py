@@ -19,7 +19,6 @@ from yt_dlp.utils.networking import std_headers
 
 from tests.apps import AppServer
 from tests.origin import Media, Origin
-from ytproxy.download import relay
 from ytproxy.download.links import download_path
 from ytproxy.settings import Settings
 
@@ -154,9 +153,10 @@ def test_origin_dropping_the_connection_mid_body_still_gives_the_identical_file(
 def test_a_piece_that_stops_sending_is_given_up_and_resumed_from_the_byte_reached(
     gateway: AppServer, origin: Origin, media: Media, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A piece's body has no per-read timeout; the relay's StallGuard ends it instead.
-    # Without the guard this download waits for the client's timeout and fails.
-    monkeypatch.setattr(relay, "STALL_TIMEOUT", 0.5)
+    # The piece client's watchdog ends the read (without it this download waits for the
+    # test client's timeout and fails).
+    assert gateway.core.pieces is not None
+    monkeypatch.setattr(gateway.core.pieces, "stall_timeout", 0.5)
     ranges = faulted_download(
         gateway, origin, media, lambda: origin.stall_after("/vod/video.mp4", 20_000)
     )

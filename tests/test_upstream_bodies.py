@@ -12,8 +12,6 @@ is exercised through the real app (uvicorn on a socket), as in
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import time
 from collections.abc import AsyncIterator, Callable
 
 import aiohttp
@@ -31,8 +29,6 @@ from ytproxy.upstream import (
     DISCONNECT_EXTENSION,
     BodyTooLarge,
     ClientWatch,
-    StallGuard,
-    UpstreamStalled,
     read_capped,
 )
 
@@ -269,53 +265,6 @@ async def test_client_watch_passes_other_cancellations_through() -> None:
     task.cancel()  # a watchdog or shutdown, not the client
     with pytest.raises(asyncio.CancelledError):
         await task
-
-
-@contextlib.asynccontextmanager
-async def _silent_body() -> AsyncIterator[aiohttp.ClientResponse]:
-    """A response whose body sends 2 of its 10 bytes, then nothing (connection open)."""
-    release = asyncio.Event()
-
-    async def handler(request: web.Request) -> web.StreamResponse:
-        response = web.StreamResponse(headers={"Content-Length": "10"})
-        await response.prepare(request)
-        await response.write(b"ab")
-        await release.wait()
-        return response
-
-    app = web.Application()
-    app.router.add_get("/", handler)
-    async with (
-        serving(app, shutdown_timeout=0.1) as base,
-        aiohttp.ClientSession() as session,
-        session.get(base + "/") as response,
-    ):
-        try:
-            yield response
-        finally:
-            release.set()
-
-
-async def test_stall_guard_fails_a_read_that_waited_its_period() -> None:
-    async with _silent_body() as response:
-        guard = StallGuard(0.2)
-        assert await response.content.read(2) == b"ab"
-        since = time.monotonic()
-        guard.watch(response, lambda: since)
-        async with asyncio.timeout(10):  # a plain TimeoutError: the guard did nothing
-            with pytest.raises(UpstreamStalled):
-                await response.content.read(8)
-
-
-async def test_stall_guard_does_not_blame_the_upstream_while_the_relay_sends() -> None:
-    # The relay is busy with a slow client (not reading) for several periods.
-    async with _silent_body() as response:
-        guard = StallGuard(0.05)
-        guard.watch(response, lambda: None)
-        await asyncio.sleep(0.3)
-        assert response.content.exception() is None and not response.closed
-        assert await response.content.read(2) == b"ab"
-        guard.stop()
 
 
 class _Server:

@@ -65,7 +65,7 @@ from .cache import Cache
 from .errors import BadRequest, Forbidden, MisdirectedRequest, TooManyRequests, Unauthorized
 from .settings import Settings
 from .signing import Signer
-from .web import error_response, wants_html
+from .web import error_response, scope_header, wants_html
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +155,7 @@ def host_admitted(scope: Scope, allowed: frozenset[str] | None) -> bool:
     Host header, or a well-formed one whose name is allowed (`allowed` None: any)."""
     if scope["path"] in ANY_HOST_PATHS:
         return True
-    value = Headers(scope=scope).get("host")
+    value = scope_header(scope, b"host")
     if not value:
         return True
     host = split_host(value)

@@ -45,7 +45,7 @@ from .access import (
 from .analyse import routes as analyse_routes
 from .analyse.runner import TaskRunner
 from .cache import open_cache
-from .core import Core, Readiness, open_http_session
+from .core import Core, Readiness, open_http_session, open_pieces
 from .download import routes as download_routes
 from .download.transfers import Transfers
 from .errors import NotFound, YtproxyError
@@ -149,12 +149,15 @@ async def _open(
     metrics.max_streams.set(settings.max_concurrent_streams)
     cache = open_cache(settings.redis_url, settings.cache_max_bytes)
     http = open_http_session(settings)
+    pieces = open_pieces(settings)
     extractor = Extractor(settings, metrics)
     probes = Probes(settings)
     readiness = Readiness()
     async with contextlib.AsyncExitStack() as stack:
         stack.push_async_callback(cache.close)
         stack.push_async_callback(http.close)
+        if pieces is not None:
+            stack.push_async_callback(pieces.close)
         stack.callback(extractor.close)
         stack.push_async_callback(probes.close)
         await probes.start()
@@ -164,6 +167,7 @@ async def _open(
             metrics=metrics,
             cache=cache,
             http=http,
+            pieces=pieces,
             extractor=extractor,
             signer=signer,
             policy=AddressPolicy.from_settings(settings),

@@ -1,7 +1,8 @@
 """The shared clients of one app, built in the lifespan and reached by handlers.
 
 `Core` is frozen: the settings and the clients every part of the app may use (the
-aiohttp session, one per app, honouring `GLOBAL_PROXY`; the cache; the extractor and
+aiohttp session, one per app, honouring `GLOBAL_PROXY`; the download relay's piece
+client, when there is no `GLOBAL_PROXY`; the cache; the extractor and
 its thread pool; the metrics registry; the token signer; the address policy; the
 templates; the probes of external programs). Each job package builds its own service
 from the few of these it needs (`app.lifespan`), and publishes it in the lifespan state
@@ -25,6 +26,7 @@ from .cache import Cache
 from .extractor import Extractor
 from .metrics import Metrics
 from .netguard import AddressPolicy, guarded_connector, redirect_limit
+from .pieces import PieceClient
 from .probes import Probes
 from .settings import Settings
 from .signing import Signer
@@ -37,6 +39,7 @@ class Core:
     metrics: Metrics
     cache: Cache
     http: aiohttp.ClientSession
+    pieces: PieceClient | None
     extractor: Extractor
     signer: Signer
     policy: AddressPolicy
@@ -83,3 +86,11 @@ def open_http_session(settings: Settings) -> aiohttp.ClientSession:
         trace_configs=[redirect_limit()],
         read_bufsize=READ_BUFSIZE,
     )
+
+
+def open_pieces(settings: Settings) -> PieceClient | None:
+    """The download relay's piece client (`pieces`), or None with `GLOBAL_PROXY`: it
+    connects only directly, so through a proxy the session carries the pieces."""
+    if settings.global_proxy is not None:
+        return None
+    return PieceClient(AddressPolicy.from_settings(settings))

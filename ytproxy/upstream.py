@@ -29,11 +29,8 @@ and their bodies.
   one for the body with `asyncio.wait` on both, showed in the profile of small
   downloads).
 
-- `StallGuard(seconds)`: fails a streamed upstream body whose read has waited that
-  long, so that the relay resumes it (aiohttp's `sock_read` timeout does the same, but
-  cancels and schedules a timer on every socket read, which showed in the profile of
-  bulk relays; the guard looks once per period). Time the relay spends sending to a
-  slow client does not count, as aiohttp's timeout stops while reading is paused.
+- `PieceResponse`: what the relays use of a streamed response, whether aiohttp's
+  `ClientResponse` or the piece client's (`pieces.Response`).
 
 It does not retry, decode, release responses or stream: media bodies are relayed in
 fixed-size pieces by the relays, never read whole. Errors raised from here never carry
@@ -46,9 +43,11 @@ import asyncio
 import re
 import time
 from collections.abc import Callable
+from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
+from multidict import CIMultiDictProxy
 from starlette.types import Receive, Scope
 
 from .errors import UpstreamError
@@ -171,58 +170,27 @@ class ClientWatch:
             self._task.cancel()
 
 
-class UpstreamStalled(aiohttp.ServerTimeoutError):
-    """The upstream's body sent nothing for the guard's period (a network error: the
-    relay resumes from the byte reached, as after aiohttp's own read timeout)."""
+class PieceBody(Protocol):
+    async def read(self, n: int = -1) -> bytes: ...
+
+    def at_eof(self) -> bool: ...
 
 
-class StallGuard:
-    """Fails the read of `response` that has waited `seconds` for the upstream.
+class PieceResponse(Protocol):
+    """The part of a streamed response the relays use (aiohttp's, or `pieces.Response`)."""
 
-    `watch(response, waiting_since)` starts a timer; `waiting_since()` is when the
-    current read of the body began to wait (a `time.monotonic()`), or None while the
-    relay is not reading (it is sending to a slow client: the upstream is not to blame).
-    When the timer fires and a read has waited the whole period, the body is failed with
-    `UpstreamStalled` and the response closed; otherwise the timer is set for when it
-    could have. `stop()` before the response is released."""
+    @property
+    def status(self) -> int: ...
 
-    __slots__ = ("_handle", "_response", "_waiting_since", "seconds")
+    @property
+    def headers(self) -> CIMultiDictProxy[str]: ...
 
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self._handle: asyncio.TimerHandle | None = None
-        self._response: aiohttp.ClientResponse | None = None
-        self._waiting_since: Callable[[], float | None] = _never
+    @property
+    def content_length(self) -> int | None: ...
 
-    def watch(
-        self, response: aiohttp.ClientResponse, waiting_since: Callable[[], float | None]
-    ) -> None:
-        self.stop()
-        self._response, self._waiting_since = response, waiting_since
-        self._handle = asyncio.get_running_loop().call_later(self.seconds, self._check)
+    @property
+    def content(self) -> PieceBody: ...
 
-    def stop(self) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
-        self._response = None
+    def release(self) -> Any: ...
 
-    def _check(self) -> None:
-        response, self._handle = self._response, None
-        if response is None:
-            return
-        since = self._waiting_since()
-        waited = 0.0 if since is None else time.monotonic() - since
-        if waited < self.seconds:
-            delay = self.seconds - waited
-            self._handle = asyncio.get_running_loop().call_later(delay, self._check)
-            return
-        self._response = None
-        response.content.set_exception(
-            UpstreamStalled(f"the upstream sent nothing for {self.seconds:g} s")
-        )
-        response.close()
-
-
-def _never() -> float | None:
-    return None
+    def close(self) -> None: ...

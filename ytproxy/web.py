@@ -18,6 +18,7 @@ from typing import Any
 import jinja2
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.types import Scope
 
 from . import __version__
 from .errors import RangeNotSatisfiable, YtproxyError
@@ -79,6 +80,16 @@ class Templates:
         if request.query_params.get("lang") in LANGUAGES:
             response.set_cookie(COOKIE, lang, max_age=365 * 86400, samesite="lax")
         return response
+
+
+def scope_header(scope: Scope, name: bytes) -> str | None:
+    """The first value of header `name` (lower case, as ASGI gives names) of a request,
+    read from its scope without building Starlette's `Headers` (for the hot routes)."""
+    for key, value in scope["headers"]:
+        if key == name:
+            text: str = value.decode("latin-1")
+            return text
+    return None
 
 
 def wants_html(request: Request) -> bool:

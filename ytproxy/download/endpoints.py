@@ -25,6 +25,7 @@ from ..core import Core, core
 from ..errors import Forbidden, NotFound, ServiceUnavailable, YtproxyError
 from ..settings import Settings
 from ..sources import Sources, find_format, source_store
+from ..web import scope_header
 from .fragments import DASH_PROTOCOLS, HLS_PROTOCOLS, FragmentRelay, unsupported
 from .headers import ByteRange, Naming, parse_range
 from .links import part_path, read_link, read_part
@@ -56,7 +57,7 @@ async def download(request: Request) -> Response:
     if len(formats) == 1:
         fmt = formats[0]
         naming = Naming(title, wanted or str(fmt.get("ext") or "mp4"), _audio_only(fmt))
-        byte_range = parse_range(request.headers.get("range"))
+        byte_range = parse_range(scope_header(request.scope, b"range"))
         mode = mode_of(fmt)
 
         def one_format(transfer: Transfer) -> Body:
@@ -80,7 +81,7 @@ async def download_part(request: Request) -> Response:
     fmt = _find(await sources_of.load(source_url), format_id)
     mode_of(fmt)
     naming = Naming(parent.title, str(fmt.get("ext") or "bin"), _audio_only(fmt))
-    byte_range = parse_range(request.headers.get("range"))
+    byte_range = parse_range(scope_header(request.scope, b"range"))
     head_only = request.method == "HEAD"
 
     def make_body(transfer: Transfer) -> Body:
@@ -127,7 +128,7 @@ def single_body(
     byte_range: ByteRange | None,
     head_only: bool,
 ) -> Body:
-    upstream = Upstream(svc.http, svc.metrics, sources, source_url, fmt)
+    upstream = Upstream(svc.http, svc.metrics, sources, source_url, fmt, pieces=svc.pieces)
     chunk = svc.settings.chunk_size
     if mode_of(fmt) == "fragments":
         return FragmentRelay(upstream, chunk_size=chunk, naming=naming, head_only=head_only)

@@ -13,9 +13,10 @@ What the client sees is decided in `open()`, before the first byte: 200 or 206 w
 the total of the first piece's `Content-Range`), `Accept-Ranges: bytes`, or an error
 (416 for a range past the end). After that, failures are invisible to the client:
 
-- the connection drops, a body ends short, or a read waits `STALL_TIMEOUT` seconds
-  for it (`upstream.StallGuard`; time spent sending to a slow client does not count)
-  → the next piece starts at the byte reached (with backoff; see `upstream.Attempts`);
+- the connection drops, a body ends short, or a read waits 30 s for it (the piece
+  client's `STALL_TIMEOUT`, or the session's read timeout through `GLOBAL_PROXY`; time
+  spent sending to a slow client does not count) → the next piece starts at the byte
+  reached (with backoff; see `upstream.Attempts`);
 - 403 on a large piece before any piece of that size succeeded → the piece shrinks
   (some datacenter IPs are refused ranges over ~1–2 MB);
 - 403/404/410 otherwise → the URL expired: re-extract and carry on from the byte
@@ -29,16 +30,13 @@ Only when the budget of failures without progress runs out does the stream end e
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import AsyncIterator
 
-import aiohttp
-
 from ..errors import RangeNotSatisfiable, UpstreamError
-from ..upstream import REFUSED, StallGuard, retryable
+from ..upstream import REFUSED, PieceResponse, retryable
 from .headers import ByteRange, Naming, content_range, parse_content_range
 from .response import Head
-from .upstream import NETWORK_ERRORS, STALL_TIMEOUT, Attempts, Upstream, read_block, release
+from .upstream import NETWORK_ERRORS, Attempts, Upstream, read_block, release
 
 log = logging.getLogger(__name__)
 
@@ -71,12 +69,10 @@ class RangedRelay:
         self.size: int | None = filesize if isinstance(filesize, int) and filesize > 0 else None
         self.position = 0
         self._stop: int | None = None
-        self._response: aiohttp.ClientResponse | None = None
+        self._response: PieceResponse | None = None
         self._piece_stop: int | None = None
         self._proven = False
         self._attempts = Attempts()
-        self._stall = StallGuard(STALL_TIMEOUT)
-        self._waiting_since: float | None = None
 
     async def open(self) -> Head:
         rng = self._range
@@ -124,9 +120,7 @@ class RangedRelay:
             assert response is not None
             limit = _earliest(self._piece_stop, self._stop)
             want = self._chunk if limit is None else min(self._chunk, limit - self.position)
-            self._waiting_since = time.monotonic()  # for the StallGuard
             data, broken = await read_block(response, want)
-            self._waiting_since = None
             if data:
                 self.position += len(data)
                 self._attempts.progressed()
@@ -158,7 +152,7 @@ class RangedRelay:
             if self._stop is not None:
                 last = min(last, self._stop - 1)
             try:
-                response = await self._up.get(byte_range=(first, last), guarded=True)
+                response = await self._up.get_piece((first, last))
             except NETWORK_ERRORS as exc:
                 await self._attempts.failed(f"request failed: {exc!r}")
                 continue
@@ -194,13 +188,9 @@ class RangedRelay:
             else:
                 raise UpstreamError(f"The upstream answered {status}")
 
-    def _accept(self, response: aiohttp.ClientResponse, piece_stop: int | None) -> None:
+    def _accept(self, response: PieceResponse, piece_stop: int | None) -> None:
         self._response = response
         self._piece_stop = piece_stop
-        self._stall.watch(response, self._read_waiting_since)
-
-    def _read_waiting_since(self) -> float | None:
-        return self._waiting_since
 
     async def _refused(self, status: int) -> None:
         if (
@@ -221,7 +211,6 @@ class RangedRelay:
         self._proven = False
 
     def _drop_response(self) -> None:
-        self._stall.stop()
         release(self._response)
         self._response = None
         self._piece_stop = None

@@ -18,7 +18,6 @@ relays do.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -27,11 +26,13 @@ import aiohttp
 
 from ..backoff import backoff
 from ..errors import NotFound, UpstreamError
+from ..pieces import RequestHeaders
 from ..sources import find_format
-from ..upstream import expired
+from ..upstream import PieceResponse, expired
 
 if TYPE_CHECKING:
     from ..metrics import Metrics
+    from ..pieces import PieceClient
     from ..sources import Sources
 
 log = logging.getLogger(__name__)
@@ -43,10 +44,6 @@ MAX_FAILURES = 6
 MAX_RENEWALS = 2
 _BACKOFF_BASE = 0.2
 _BACKOFF_MAX = 3.0
-# A ranged piece's body has no per-read timeout: the relay watches it with a
-# `StallGuard` of `STALL_TIMEOUT` seconds (as long as the session's read timeout); its
-# head must still arrive within the session's read timeout.
-STALL_TIMEOUT = 30.0
 # Errors that mean "the connection or the body broke": resume from the byte reached.
 NETWORK_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError)
 
@@ -61,11 +58,14 @@ class Upstream:
         fmt: dict[str, Any],
         *,
         locate: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+        pieces: PieceClient | None = None,
     ) -> None:
         """`fmt` is the record fetched from (its `url`, `http_headers`, `fetched_at`);
         `locate` finds its fresh copy in re-extracted sources (a format by its id unless
-        given: the subtitle relay locates a track)."""
+        given: the subtitle relay locates a track); `pieces` sends `get_piece`'s requests
+        (`pieces.PieceClient`; the session does when there is none)."""
         self._http = http
+        self._pieces = pieces
         self._metrics = metrics
         self._sources = sources
         self.source_url = source_url
@@ -84,6 +84,7 @@ class Upstream:
         # The app's session decompresses by default; media must arrive byte-exact.
         headers["Accept-Encoding"] = "identity"
         self._headers = headers
+        self._piece_headers: RequestHeaders | None = None  # encoded at the first piece
 
     @property
     def format_id(self) -> str:
@@ -93,43 +94,44 @@ class Upstream:
     def url(self) -> str:
         return str(self.fmt["url"])
 
-    def headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
-        return {**self._headers, **extra} if extra else dict(self._headers)
-
     def looks_expired(self) -> bool:
         """True when the URL's own `expire=` (query or path) is in the past."""
         return expired(self.url)
 
     async def get(
-        self,
-        url: str | None = None,
-        *,
-        byte_range: tuple[int, int | None] | None = None,
-        guarded: bool = False,
+        self, url: str | None = None, *, byte_range: tuple[int, int | None] | None = None
     ) -> aiohttp.ClientResponse:
-        """Send a GET (the format's URL unless `url`); the caller must release the response.
-
-        `guarded`: the caller watches the body with a `StallGuard` (no per-read timeout);
-        the head must still arrive within the session's read timeout."""
-        extra = {}
-        if byte_range is not None:
-            first, last = byte_range
-            extra["Range"] = f"bytes={first}-{'' if last is None else last}"
-        target, headers = url or self.url, self.headers(extra)
+        """Send a GET (the format's URL unless `url`); the caller must release the response."""
         try:
-            if guarded:
-                timeout = self._http.timeout
-                async with asyncio.timeout(timeout.sock_read):
-                    response = await self._http.get(
-                        target, headers=headers, timeout=_without_read_limit(timeout)
-                    )
-            else:
-                response = await self._http.get(target, headers=headers)
+            response = await self._http.get(url or self.url, headers=self._with_range(byte_range))
         except NETWORK_ERRORS:
             self._count("error")
             raise
         self._count(str(response.status))
         return response
+
+    async def get_piece(self, byte_range: tuple[int, int | None]) -> PieceResponse:
+        """A ranged GET of the format's URL, through the piece client when there is one
+        (no `GLOBAL_PROXY`), else the session. Either fails a head or body read that has
+        waited 30 s (the client's stall timeout, the session's read timeout). The caller
+        must release the response."""
+        if self._pieces is None:
+            return await self.get(byte_range=byte_range)
+        if self._piece_headers is None:
+            self._piece_headers = RequestHeaders(self._headers)
+        try:
+            response = await self._pieces.get(self.url, self._piece_headers, byte_range)
+        except NETWORK_ERRORS:
+            self._count("error")
+            raise
+        self._count(str(response.status))
+        return response
+
+    def _with_range(self, byte_range: tuple[int, int | None] | None) -> dict[str, str]:
+        if byte_range is None:
+            return dict(self._headers)
+        first, last = byte_range
+        return {**self._headers, "Range": f"bytes={first}-{'' if last is None else last}"}
 
     async def renew(self) -> None:
         """Re-extract the video and take this format's fresh URL."""
@@ -156,18 +158,6 @@ class Upstream:
         self._metrics.labelled(self._metrics.upstream_requests, "download", status).inc()
 
 
-@functools.lru_cache(maxsize=4)  # the one session's timeout, derived once
-def _without_read_limit(timeout: aiohttp.ClientTimeout) -> aiohttp.ClientTimeout:
-    """The session's `timeout` without its per-read limit (a `StallGuard` watches)."""
-    return aiohttp.ClientTimeout(
-        total=timeout.total,
-        connect=timeout.connect,
-        sock_connect=timeout.sock_connect,
-        sock_read=None,
-        ceil_threshold=timeout.ceil_threshold,
-    )
-
-
 class Attempts:
     """Failures without progress, with exponential backoff and jitter between them."""
 
@@ -187,7 +177,7 @@ class Attempts:
         self.failures = 0
 
 
-def release(response: aiohttp.ClientResponse | None) -> None:
+def release(response: PieceResponse | None) -> None:
     """Give the connection back, or close it if the body was not read to the end."""
     if response is None:
         return
@@ -199,9 +189,7 @@ def release(response: aiohttp.ClientResponse | None) -> None:
         response.close()
 
 
-async def read_block(
-    response: aiohttp.ClientResponse, want: int
-) -> tuple[bytes, BaseException | bool]:
+async def read_block(response: PieceResponse, want: int) -> tuple[bytes, BaseException | bool]:
     """Up to `want` bytes of the body: what is already buffered (waiting only while
     nothing is), as it arrived, without copying it into a block of its own. An empty
     result says why the body ended: `True` for a clean EOF (the end of an unsized body,

@@ -1,0 +1,292 @@
+"""The download relay's piece client (`ytproxy.pieces`) against servers that misbehave.
+
+Each test runs a small server on the test's own loop: aiohttp for well-formed answers,
+a raw asyncio server where the bytes on the wire must be exactly wrong (a body cut
+short, a head that never comes, a kept-alive connection closed under a request). The
+relay over the client is tested through the app in `test_download_relay.py` and
+`test_download_cleanup.py`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from tests.local_http import serving
+from ytproxy import pieces
+from ytproxy.netguard import AddressPolicy, ForbiddenAddress, TooManyRedirects
+from ytproxy.pieces import PieceClient, RequestHeaders, Response, UpstreamStalled
+
+OPEN = AddressPolicy(allow_private=True)
+DATA = bytes(range(256)) * 400  # 100 KiB
+HEADERS = RequestHeaders({"User-Agent": "test", "Accept-Encoding": "identity"})
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@contextlib.asynccontextmanager
+async def raw_server(handle: Handler) -> AsyncIterator[str]:
+    """A server that answers with `handle`; its connections end with the block."""
+    running: set[asyncio.Task[None]] = set()
+
+    async def tracked(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        running.add(task)
+        try:
+            await handle(reader, writer)
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(tracked, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    finally:
+        server.close()
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+
+
+@contextlib.asynccontextmanager
+async def client(policy: AddressPolicy = OPEN, **options: float) -> AsyncIterator[PieceClient]:
+    made = PieceClient(policy, **options)
+    try:
+        yield made
+    finally:
+        await made.close()
+
+
+async def body_of(response: Response) -> bytes:
+    received = bytearray()
+    while block := await response.read(64 * 1024):
+        received += block
+    return bytes(received)
+
+
+def fixed(body: bytes) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(body=body)
+
+    return handler
+
+
+def ranged_app(peers: list[object]) -> web.Application:
+    """Serves DATA with Range support; records each request's client port."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        peers.append(request.transport.get_extra_info("peername")[1] if request.transport else 0)
+        first, _, last = request.headers["Range"].removeprefix("bytes=").partition("-")
+        part = DATA[int(first) : int(last) + 1]
+        headers = {"Content-Range": f"bytes {first}-{int(first) + len(part) - 1}/{len(DATA)}"}
+        return web.Response(status=206, body=part, headers=headers)
+
+    app = web.Application()
+    app.router.add_get("/file", handler)
+    return app
+
+
+async def test_pieces_one_after_another_share_one_kept_alive_connection() -> None:
+    peers: list[object] = []
+    async with serving(ranged_app(peers)) as base, client() as pieces_client:
+        received = b""
+        for first in range(0, len(DATA), 40_000):
+            last = min(first + 40_000, len(DATA)) - 1
+            response = await pieces_client.get(base + "/file", HEADERS, (first, last))
+            assert response.status == 206
+            assert response.headers["content-range"].startswith(f"bytes {first}-{last}/")
+            received += await body_of(response)
+            response.release()
+            assert pieces_client.idle() == 1 and pieces_client.busy() == 0
+        assert received == DATA
+        assert len(peers) == 3 and len(set(peers)) == 1
+
+
+async def test_a_body_is_byte_exact_whether_sized_chunked_or_ended_by_the_close() -> None:
+    async def chunked(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        for i in range(0, len(DATA), 7_000):
+            await response.write(DATA[i : i + 7_000])
+        await response.write_eof()
+        return response
+
+    async def until_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + DATA)
+        await writer.drain()
+        writer.close()
+
+    app = web.Application()
+    app.router.add_get("/chunked", chunked)
+    app.router.add_get("/sized", fixed(DATA))
+    async with (
+        serving(app) as base,
+        raw_server(until_close) as raw,
+        client() as pieces_client,
+    ):
+        for url in (base + "/sized", base + "/chunked", raw + "/"):
+            response = await pieces_client.get(url, HEADERS)
+            assert await body_of(response) == DATA, url
+            assert response.at_eof()
+            response.release()
+        # The aiohttp server's one connection is kept; the one its peer closed is not.
+        assert pieces_client.idle() == 1
+
+
+async def test_a_body_cut_short_gives_what_arrived_then_a_payload_error() -> None:
+    async def cut(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabcd")
+        await writer.drain()
+        writer.close()
+
+    async with raw_server(cut) as base, client() as pieces_client:
+        response = await pieces_client.get(base + "/", HEADERS)
+        assert await response.read(10) == b"abcd"
+        with pytest.raises(aiohttp.ClientPayloadError):
+            await response.read(10)
+        response.release()  # not at its end: closed, not pooled
+        assert pieces_client.idle() == 0 and pieces_client.busy() == 0
+
+
+async def test_a_head_or_body_that_never_comes_fails_after_the_stall_timeout() -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        if head.startswith(b"GET /body"):
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nab")
+        await asyncio.sleep(30)
+
+    async with raw_server(silent) as base, client(stall_timeout=0.2) as pieces_client:
+        async with asyncio.timeout(10):  # a plain TimeoutError: the watchdog did nothing
+            with pytest.raises(UpstreamStalled):
+                await pieces_client.get(base + "/head", HEADERS)
+            response = await pieces_client.get(base + "/body", HEADERS)
+            assert await response.read(10) == b"ab"
+            with pytest.raises(UpstreamStalled):
+                await response.read(10)
+        response.release()
+        assert pieces_client.busy() == 0
+
+
+async def test_the_upstream_is_not_blamed_while_the_relay_is_not_reading() -> None:
+    # The relay is busy sending to a slow client for several stall periods, and the
+    # upstream has sent all it has for now; reading later must still work.
+    async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nab")
+        await asyncio.sleep(0.5)
+        writer.write(b"cd")
+        await asyncio.sleep(30)
+
+    async with raw_server(slow) as base, client(stall_timeout=0.1) as pieces_client:
+        response = await pieces_client.get(base + "/", HEADERS)
+        await asyncio.sleep(0.6)  # six periods without a read
+        assert await body_of(response) == b"abcd"
+        response.release()
+        assert pieces_client.idle() == 1
+
+
+async def test_a_kept_alive_connection_closed_under_a_request_is_replaced() -> None:
+    # The race of every keep-alive client: the server drops an idle connection just as
+    # a request is sent on it. The request was never read, so it is sent anew.
+    connections = 0
+
+    async def once_per_connection(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        nonlocal connections
+        connections += 1
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+        await reader.readuntil(b"\r\n\r\n")  # the next request: dropped unanswered
+        writer.close()
+
+    async with raw_server(once_per_connection) as base, client() as pieces_client:
+        for _ in range(3):
+            response = await pieces_client.get(base + "/", HEADERS)
+            assert await body_of(response) == b"ok"
+            response.release()
+        assert connections == 3
+
+
+async def test_connection_close_and_idle_timeout_leave_nothing_in_the_pool(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async def closing(request: web.Request) -> web.Response:
+        return web.Response(body=b"x", headers={"Connection": "close"})
+
+    app = web.Application()
+    app.router.add_get("/closing", closing)
+    app.router.add_get("/kept", fixed(b"y"))
+    monkeypatch.setattr(pieces, "IDLE_TIMEOUT", 0.1)
+    async with serving(app) as base, client() as pieces_client:
+        response = await pieces_client.get(base + "/closing", HEADERS)
+        assert await body_of(response) == b"x"
+        response.release()
+        assert pieces_client.idle() == 0
+        response = await pieces_client.get(base + "/kept", HEADERS)
+        assert await body_of(response) == b"y"
+        response.release()
+        assert pieces_client.idle() == 1
+        await asyncio.sleep(0.4)  # the sweeper runs every half period
+        assert pieces_client.idle() == 0
+
+
+async def test_redirects_are_followed_and_each_hop_is_checked() -> None:
+    hops = 0
+
+    async def redirect(request: web.Request) -> web.Response:
+        nonlocal hops
+        hops += 1
+        target = request.query.get("to", "")
+        raise web.HTTPFound(target or f"/redirect?n={hops}")
+
+    app = web.Application()
+    app.router.add_get("/redirect", redirect)
+    app.router.add_get("/file", fixed(b"end"))
+    async with serving(app) as base, serving(app) as other:
+        async with client() as pieces_client:
+            response = await pieces_client.get(base + "/redirect?to=/file", HEADERS)
+            assert (response.status, await body_of(response)) == (200, b"end")
+            response.release()
+            with pytest.raises(TooManyRedirects):
+                await pieces_client.get(base + "/redirect", HEADERS)
+        port = int(base.rsplit(":", 1)[1])
+        guarded = AddressPolicy(allow_private=False, exempt=[("127.0.0.1", port)])
+        async with client(guarded) as pieces_client:
+            response = await pieces_client.get(base + "/file", HEADERS)  # exempt: allowed
+            response.close()
+            with pytest.raises(ForbiddenAddress):
+                await pieces_client.get(f"{base}/redirect?to={other}/file", HEADERS)
+
+
+async def test_private_addresses_are_refused_before_connecting() -> None:
+    accepted = 0
+
+    async def count(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal accepted
+        accepted += 1
+        writer.close()
+
+    async with raw_server(count) as base, client(AddressPolicy(allow_private=False)) as c:
+        port = base.rsplit(":", 1)[1]
+        for url in (base + "/", f"http://localhost:{port}/", f"http://[::ffff:127.0.0.1]:{port}/"):
+            with pytest.raises(ForbiddenAddress):
+                await c.get(url, HEADERS)
+    assert accepted == 0
+
+
+def test_a_header_holding_a_line_break_is_refused() -> None:
+    for headers in ({"X-A": "1\r\nX-B: 2"}, {"X-A\n": "1"}, {"X-A": "1\n"}):
+        with pytest.raises(ValueError, match="line break"):
+            RequestHeaders(headers)
+    block = RequestHeaders({"Host": "elsewhere", "X-A": "1"}).block
+    assert block == b"X-A: 1\r\n"  # the Host header is the client's to write
