@@ -18,6 +18,7 @@ relays do.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -118,7 +119,10 @@ class Upstream:
         if self._pieces is None:
             return await self.get(byte_range=byte_range)
         if self._piece_headers is None:
-            self._piece_headers = RequestHeaders(self._headers)
+            try:
+                self._piece_headers = _encoded(tuple(self._headers.items()))
+            except ValueError:  # a line break in a header yt-dlp gave
+                raise UpstreamError("This format's request headers cannot be sent") from None
         try:
             response = await self._pieces.get(self.url, self._piece_headers, byte_range)
         except NETWORK_ERRORS:
@@ -156,6 +160,11 @@ class Upstream:
 
     def _count(self, status: str) -> None:
         self._metrics.labelled(self._metrics.upstream_requests, "download", status).inc()
+
+
+@functools.lru_cache(maxsize=64)  # a format's headers, the same for each of its downloads
+def _encoded(headers: tuple[tuple[str, str], ...]) -> RequestHeaders:
+    return RequestHeaders(dict(headers))
 
 
 class Attempts:
