@@ -6,8 +6,9 @@ counts are equal after each kind of work: every request that reached the origin 
 through the proxy.
 
 - extraction: yt-dlp's `proxy` param (an analysis of the DASH "video");
-- relaying: the app's one aiohttp session (a single-format download, and a live
-  channel's playlists and segments);
+- relaying: the app's one aiohttp session (a single-format download's pieces: the
+  direct-only piece client, `ytproxy.pieces`, is not built with GLOBAL_PROXY; and a
+  live channel's playlists and segments);
 - merging: ffmpeg reads its inputs from the gateway's own part URLs on loopback (not
   through the proxy, which is right: they never leave the host), and the gateway
   fetches those parts upstream through the proxy.
