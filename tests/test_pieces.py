@@ -1,4 +1,5 @@
-"""The download relay's piece client (`ytproxy.pieces`) against servers that misbehave.
+"""The download relay's piece client (`ytproxy.pieces`, `ytproxy.http1`) against servers
+that misbehave.
 
 Each test runs a small server on the test's own loop: aiohttp for well-formed answers,
 a raw asyncio server where the bytes on the wire must be exactly wrong (a body cut
@@ -11,7 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
+import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -19,8 +24,9 @@ from aiohttp import web
 
 from tests.local_http import serving
 from ytproxy import pieces
+from ytproxy.http1 import Response
 from ytproxy.netguard import AddressPolicy, ForbiddenAddress, TooManyRedirects
-from ytproxy.pieces import PieceClient, RequestHeaders, Response, UpstreamStalled
+from ytproxy.pieces import PieceClient, RequestHeaders, UpstreamStalled
 
 OPEN = AddressPolicy(allow_private=True)
 DATA = bytes(range(256)) * 400  # 100 KiB
@@ -54,7 +60,7 @@ async def raw_server(handle: Handler) -> AsyncIterator[str]:
 
 
 @contextlib.asynccontextmanager
-async def client(policy: AddressPolicy = OPEN, **options: float) -> AsyncIterator[PieceClient]:
+async def client(policy: AddressPolicy = OPEN, **options: Any) -> AsyncIterator[PieceClient]:
     made = PieceClient(policy, **options)
     try:
         yield made
@@ -290,3 +296,43 @@ def test_a_header_holding_a_line_break_is_refused() -> None:
             RequestHeaders(headers)
     block = RequestHeaders({"Host": "elsewhere", "X-A": "1"}).block
     assert block == b"X-A: 1\r\n"  # the Host header is the client's to write
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for `localhost` (and its key), made by openssl."""
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-days", "1", "-subj", "/CN=localhost", "-addext",
+         "subjectAltName=DNS:localhost", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+async def test_https_is_verified_and_kept_alive(certificate: tuple[Path, Path]) -> None:
+    cert, key = certificate
+    server_side = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_side.load_cert_chain(cert, key)
+    peers: list[object] = []
+    runner = web.AppRunner(ranged_app(peers), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_side)
+    await site.start()
+    url = f"https://localhost:{runner.addresses[0][1]}/file"
+    try:
+        # The default context does not trust a self-signed certificate.
+        async with client() as untrusting:
+            with pytest.raises(aiohttp.ClientConnectionError, match="CERTIFICATE_VERIFY_FAILED"):
+                await untrusting.get(url, HEADERS, (0, 99))
+        trusting = ssl.create_default_context(cafile=str(cert))
+        async with client(tls=trusting) as pieces_client:
+            for first in (0, 50_000):
+                response = await pieces_client.get(url, HEADERS, (first, first + 49_999))
+                assert await body_of(response) == DATA[first : first + 50_000]
+                response.release()
+        assert len(peers) == 2 and len(set(peers)) == 1
+    finally:
+        await runner.cleanup()

@@ -15,11 +15,10 @@ parser copies every body block once more. `PieceClient` does only what a piece n
   every address checked by the app's `netguard.AddressPolicy` before it is connected to,
   as the session's connector does; a redirect (at most `netguard.MAX_REDIRECTS`) is a
   new request, so its target is checked again;
-- `https` with the default verified TLS context and SNI;
-- the head parsed by httptools (the parser uvicorn serves with); a body of
-  `Content-Length` bytes is then handed on as the socket delivered it, without a copy;
-  a chunked or close-delimited body stays with the parser;
-- reading pauses while `READ_BUFFER` bytes wait for the relay (as the session's
+- `https` with the default verified TLS context (or the one given) and SNI;
+- each connection is an `http1.Connection`: the head parsed by httptools, a body of
+  `Content-Length` bytes handed on as the socket delivered it, without a copy, and
+  reading paused while `http1.READ_BUFFER` bytes wait for the relay (as the session's
   `read_bufsize`);
 - a head, or a read of the body, that has waited `stall_timeout` seconds
   (`STALL_TIMEOUT`, the session's read timeout) fails with `UpstreamStalled`, so the
@@ -30,8 +29,8 @@ parser copies every body block once more. `PieceClient` does only what a piece n
 
 Errors are aiohttp's types (`ClientConnectionError`, `ServerDisconnectedError`,
 `ClientPayloadError`), a refused address `netguard.ForbiddenAddress`, so the relay
-treats both clients alike. The response has the part of aiohttp's `ClientResponse`
-the relays use (`upstream.PieceResponse`).
+treats both clients alike. The response (`http1.Response`) has the part of aiohttp's
+`ClientResponse` the relays use (`upstream.PieceResponse`).
 
 It is not a general client: no proxy (`core.open_pieces` builds none when
 `GLOBAL_PROXY` is set, and the session carries the pieces), no cookies, no
@@ -47,13 +46,11 @@ import logging
 import socket
 import ssl
 import time
-from typing import Any
 
 import aiohttp
-import httptools
-from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
+from .http1 import Connection, Origin, Response
 from .netguard import MAX_REDIRECTS, AddressPolicy, TooManyRedirects
 
 log = logging.getLogger(__name__)
@@ -63,12 +60,9 @@ IDLE_TIMEOUT = 15.0  # aiohttp's keepalive_timeout
 DNS_TTL = 300.0  # the session's ttl_dns_cache
 CONNECT_TIMEOUT = 10.0  # the session's connect timeout
 STALL_TIMEOUT = 30.0  # the session's sock_read
-READ_BUFFER = 1024 * 1024  # core.READ_BUFSIZE
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 # Request headers a redirect to another origin does not carry (as aiohttp and requests).
 _PRIVATE_HEADERS = frozenset({"authorization", "cookie"})
-
-Origin = tuple[str, str, int]  # scheme, host, port
 
 
 class UpstreamStalled(aiohttp.ServerTimeoutError):
@@ -79,14 +73,21 @@ class UpstreamStalled(aiohttp.ServerTimeoutError):
 class PieceClient:
     """Sends GETs over kept-alive HTTP/1.1 connections (see the module docstring)."""
 
-    def __init__(self, policy: AddressPolicy, *, stall_timeout: float = STALL_TIMEOUT) -> None:
+    def __init__(
+        self,
+        policy: AddressPolicy,
+        *,
+        stall_timeout: float = STALL_TIMEOUT,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
+        """`tls`: the context for `https` (the default verified one unless given)."""
         self._policy = policy
         self.stall_timeout = stall_timeout
-        self._busy: set[_Connection] = set()
+        self._busy: set[Connection] = set()
         self._watchdog: asyncio.TimerHandle | None = None
-        self._idle: dict[Origin, list[_Connection]] = collections.defaultdict(list)
+        self._idle: dict[Origin, list[Connection]] = collections.defaultdict(list)
         self._dns: dict[tuple[str, int], tuple[float, list[tuple[int, str]]]] = {}
-        self._tls: ssl.SSLContext | None = None
+        self._tls = tls
         self._sweeper: asyncio.TimerHandle | None = None
         self._closed = False
 
@@ -147,7 +148,8 @@ class PieceClient:
         """Connections with a request whose response is not yet released or closed."""
         return len(self._busy)
 
-    def _started(self, connection: _Connection) -> None:
+    def started(self, connection: Connection) -> None:
+        """A request was sent on `connection` (`http1.Pool`)."""
         self._busy.add(connection)
         if self._watchdog is None:
             self._watchdog = asyncio.get_running_loop().call_later(
@@ -167,7 +169,7 @@ class PieceClient:
         if self._busy and not self._closed:
             self._watchdog = asyncio.get_running_loop().call_later(limit / 4, self._watch)
 
-    async def _connection(self, origin: Origin) -> _Connection:
+    async def _connection(self, origin: Origin) -> Connection:
         idle = self._idle.get(origin)
         while idle:
             connection = idle.pop()
@@ -175,7 +177,12 @@ class PieceClient:
                 return connection
         return await self._connect(origin)
 
-    def _put_back(self, connection: _Connection) -> None:
+    def forget(self, connection: Connection) -> None:
+        """`connection`'s request is over (`http1.Pool`)."""
+        self._busy.discard(connection)
+
+    def put_back(self, connection: Connection) -> None:
+        """`connection` may serve another request (`http1.Pool`)."""
         idle = self._idle[connection.origin]
         if self._closed or len(idle) >= IDLE_PER_ORIGIN:
             connection.close()
@@ -202,7 +209,7 @@ class PieceClient:
         if self._idle and not self._closed:
             self._sweeper = asyncio.get_running_loop().call_later(IDLE_TIMEOUT / 2, self._sweep)
 
-    async def _connect(self, origin: Origin) -> _Connection:
+    async def _connect(self, origin: Origin) -> Connection:
         scheme, host, port = origin
         addresses = await self._resolve(host, port)
         policy = self._policy
@@ -216,7 +223,7 @@ class PieceClient:
             try:
                 async with asyncio.timeout(CONNECT_TIMEOUT):
                     _, connection = await loop.create_connection(
-                        lambda: _Connection(self, origin),
+                        lambda: Connection(self, origin),
                         address,
                         port,
                         family=family,
@@ -286,266 +293,3 @@ class RequestHeaders:
         return RequestHeaders(
             {k: v for k, v in self.items.items() if k.lower() not in _PRIVATE_HEADERS}
         )
-
-
-class Response:
-    """A piece's head and its body as it arrives (`upstream.PieceResponse`)."""
-
-    def __init__(
-        self, connection: _Connection, url: str, status: int, headers: CIMultiDict[str]
-    ) -> None:
-        self._connection = connection
-        self.url = url
-        self.status = status
-        self.headers = CIMultiDictProxy(headers)
-        length = headers.get("Content-Length")
-        self.content_length = int(length) if length is not None and length.isdigit() else None
-        self._blocks: collections.deque[bytes] = collections.deque()
-        self._buffered = 0
-        self._complete = False
-        self._error: BaseException | None = None
-        self._waiter: asyncio.Future[None] | None = None
-
-    @property
-    def content(self) -> Response:
-        return self  # aiohttp's `response.content` is the body's reader
-
-    async def read(self, n: int = -1) -> bytes:
-        """Up to `n` bytes: the next block as it arrived, b"" at the end of the body."""
-        while not self._blocks:
-            if self._error is not None:
-                raise self._error
-            if self._complete:
-                return b""
-            self._waiter = asyncio.get_running_loop().create_future()
-            self._connection.waiting_since = time.monotonic()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
-                self._connection.waiting_since = None
-        block = self._blocks[0]
-        if 0 <= n < len(block):
-            self._blocks[0] = block[n:]
-            block = block[:n]
-        else:
-            self._blocks.popleft()
-        self._buffered -= len(block)
-        if self._buffered < READ_BUFFER // 2:
-            self._connection.resume()
-        return block
-
-    def at_eof(self) -> bool:
-        return self._complete and not self._blocks
-
-    def set_exception(self, error: BaseException, /) -> None:
-        if self._error is None:
-            self._error = error
-        self._wake()
-
-    def release(self) -> None:
-        """Give the connection back to the pool (only a body read to its end can be)."""
-        self._connection.finished(self, reuse=self.at_eof())
-
-    def close(self) -> None:
-        self._connection.finished(self, reuse=False)
-
-    def _feed(self, block: bytes) -> None:
-        self._blocks.append(block)
-        self._buffered += len(block)
-        if self._buffered > READ_BUFFER:
-            self._connection.pause()
-        self._wake()
-
-    def _end(self) -> None:
-        self._complete = True
-        self._wake()
-
-    def _wake(self) -> None:
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-
-class _Connection(asyncio.Protocol):
-    """One kept-alive connection: a head parsed by httptools, a sized body passed on."""
-
-    def __init__(self, client: PieceClient, origin: Origin) -> None:
-        self._client = client
-        self.origin = origin
-        self._transport: asyncio.Transport | None = None
-        self._parser: Any = None
-        self._head: asyncio.Future[Response] | None = None
-        self._url = ""
-        self._header_list: list[tuple[bytes, bytes]] = []
-        self._response: Response | None = None
-        self._remaining: int | None = None  # of a sized body, once the head is parsed
-        self._lost = False
-        self._paused = False
-        self._keep_alive = False
-        self._until_close = False  # the body ends when the connection does
-        self.reused = False  # served a request before this one
-        self.idle_since = 0.0
-        self.waiting_since: float | None = None  # of the head, or of a body read
-        self.reusable = True
-
-    # The pool's side.
-
-    async def send(self, request: bytes, url: str) -> Response:
-        assert self._transport is not None
-        loop = asyncio.get_running_loop()
-        self._head, self._url = loop.create_future(), url
-        self._parser = httptools.HttpResponseParser(self)
-        self._header_list, self._response, self._remaining = [], None, None
-        self.reusable = False  # until its body has been read to the end
-        self._client._started(self)
-        self.waiting_since = time.monotonic()
-        self._transport.write(request)
-        try:
-            return await self._head
-        finally:
-            self.waiting_since = None
-
-    def take(self) -> bool:
-        """Leave the pool for a request; False if the connection is no longer usable."""
-        self.reused = True
-        return self.usable()
-
-    def usable(self) -> bool:
-        return self.reusable and not self._lost
-
-    def finished(self, response: Response, *, reuse: bool) -> None:
-        if response is not self._response:
-            return  # released twice
-        self._response = None
-        self._client._busy.discard(self)
-        if reuse and self.reusable and not self._lost:
-            self.resume()
-            self._client._put_back(self)
-        else:
-            self.close()
-
-    def close(self) -> None:
-        self.reusable = False
-        self._client._busy.discard(self)
-        if self._transport is not None:
-            self._transport.close()
-
-    def stalled(self, error: BaseException) -> None:
-        self._fail(error)
-
-    def pause(self) -> None:
-        if not self._paused and self._transport is not None:
-            self._paused = True
-            self._transport.pause_reading()
-
-    def resume(self) -> None:
-        if self._paused and self._transport is not None and not self._lost:
-            self._paused = False
-            self._transport.resume_reading()
-
-    # asyncio's side.
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        remaining, response = self._remaining, self._response
-        if remaining is not None and response is not None:
-            if len(data) >= remaining:
-                if len(data) > remaining:  # more than the head said: not reusable
-                    data = data[:remaining]
-                    self.close()
-                self._remaining = 0
-                response._feed(data)
-                self._body_done(response)
-            else:
-                self._remaining = remaining - len(data)
-                response._feed(data)
-            return
-        if self._parser is None:  # bytes while idle: the server misbehaves
-            self.close()
-            return
-        try:
-            self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self._fail(aiohttp.ClientResponseError(_no_info(), (), message="Unexpected upgrade"))
-        except httptools.HttpParserError as exc:
-            self._fail(aiohttp.ClientResponseError(_no_info(), (), message=f"Bad response: {exc}"))
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._lost = True
-        self.reusable = False
-        response = self._response
-        if response is not None and self._until_close and self._parser is not None:
-            response._end()  # the end of a close-delimited body
-            self._parser = None
-        if self._head is not None and not self._head.done():
-            self._head.set_exception(aiohttp.ServerDisconnectedError())
-        elif response is not None and not response._complete:
-            response.set_exception(
-                aiohttp.ClientPayloadError(f"Response payload is not completed: {exc!r}")
-            )
-
-    def pause_writing(self) -> None:  # a request is one small write
-        pass
-
-    def resume_writing(self) -> None:
-        pass
-
-    # httptools' side.
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_list.append((name, value))
-
-    def on_headers_complete(self) -> None:
-        parser = self._parser
-        headers: CIMultiDict[str] = CIMultiDict(
-            (k.decode("latin-1"), v.decode("latin-1")) for k, v in self._header_list
-        )
-        response = self._response = Response(self, self._url, parser.get_status_code(), headers)
-        self._keep_alive = parser.should_keep_alive()
-        chunked = "chunked" in headers.get("Transfer-Encoding", "").lower()
-        if response.content_length is not None and not chunked:
-            self._remaining = response.content_length
-        self._until_close = (
-            not chunked and response.content_length is None
-            and response.status not in (204, 304) and response.status >= 200
-        )  # fmt: skip
-        assert self._head is not None
-        self._head.set_result(response)
-
-    def on_body(self, body: bytes) -> None:
-        response = self._response
-        if response is None:
-            return
-        if self._remaining is not None:
-            self._remaining -= len(body)
-        response._feed(body)
-
-    def on_message_complete(self) -> None:
-        response = self._response
-        if response is not None:
-            self._body_done(response)
-
-    def _body_done(self, response: Response) -> None:
-        self._parser = None  # the next request gets a fresh one
-        transport = self._transport
-        self.reusable = (
-            self._keep_alive and not self._lost and transport is not None
-            and not transport.is_closing()
-        )  # fmt: skip
-        response._end()
-
-    def _fail(self, error: BaseException) -> None:
-        if self._head is not None and not self._head.done():
-            self._head.set_exception(error)
-        elif self._response is not None:
-            self._response.set_exception(error)
-        self.close()
-
-
-@functools.cache
-def _no_info() -> Any:
-    return aiohttp.RequestInfo(URL("http://upstream/"), "GET", CIMultiDictProxy(CIMultiDict()))

@@ -1,0 +1,311 @@
+"""One kept-alive HTTP/1.1 connection of the piece client (`pieces`), and its response.
+
+`Connection` is an asyncio protocol that sends one GET at a time and reads its answer:
+the head is parsed by httptools (the parser uvicorn serves with); once the head says
+`Content-Length`, the body is handed to the `Response` as the socket delivered it,
+without a copy, and the parser is not fed again; a chunked or close-delimited body
+stays with the parser. A body read to its end on a connection both sides keep alive
+goes back to its `Pool`; anything else closes the connection (a half-read body, more
+bytes than announced, bytes while idle, `Connection: close`, a parse error).
+
+`Response` has the part of aiohttp's `ClientResponse` the relays use
+(`upstream.PieceResponse`): `status`, `headers`, `content_length`, `content.read(n)`
+(the next block as it arrived, at most `n` bytes; `b""` at the end; what arrived is
+returned before an error is raised), `release()` and `close()`. Reading pauses while
+`READ_BUFFER` bytes wait.
+
+Errors are aiohttp's types: `ServerDisconnectedError` before the head,
+`ClientPayloadError` for a body cut short, `ClientResponseError` for a response that
+cannot be parsed. This module does not connect, pool, time out or follow redirects:
+`pieces.PieceClient` does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import functools
+import time
+from typing import Any, Protocol
+
+import aiohttp
+import httptools
+from multidict import CIMultiDict, CIMultiDictProxy
+from yarl import URL
+
+READ_BUFFER = 1024 * 1024  # core.READ_BUFSIZE
+
+Origin = tuple[str, str, int]  # scheme, host, port
+
+
+class Pool(Protocol):
+    """What a connection tells its client."""
+
+    def started(self, connection: Connection) -> None: ...
+
+    def forget(self, connection: Connection) -> None: ...
+
+    def put_back(self, connection: Connection) -> None: ...
+
+
+class Response:
+    """A piece's head and its body as it arrives (`upstream.PieceResponse`)."""
+
+    def __init__(
+        self, connection: Connection, url: str, status: int, headers: CIMultiDict[str]
+    ) -> None:
+        self._connection = connection
+        self.url = url
+        self.status = status
+        self.headers = CIMultiDictProxy(headers)
+        length = headers.get("Content-Length")
+        self.content_length = int(length) if length is not None and length.isdigit() else None
+        self._blocks: collections.deque[bytes] = collections.deque()
+        self._buffered = 0
+        self._complete = False
+        self._error: BaseException | None = None
+        self._waiter: asyncio.Future[None] | None = None
+
+    @property
+    def content(self) -> Response:
+        return self  # aiohttp's `response.content` is the body's reader
+
+    async def read(self, n: int = -1) -> bytes:
+        """Up to `n` bytes: the next block as it arrived, b"" at the end of the body."""
+        while not self._blocks:
+            if self._error is not None:
+                raise self._error
+            if self._complete:
+                return b""
+            self._waiter = asyncio.get_running_loop().create_future()
+            self._connection.waiting_since = time.monotonic()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+                self._connection.waiting_since = None
+        block = self._blocks[0]
+        if 0 <= n < len(block):
+            self._blocks[0] = block[n:]
+            block = block[:n]
+        else:
+            self._blocks.popleft()
+        self._buffered -= len(block)
+        if self._buffered < READ_BUFFER // 2:
+            self._connection.resume()
+        return block
+
+    def at_eof(self) -> bool:
+        return self._complete and not self._blocks
+
+    def set_exception(self, error: BaseException, /) -> None:
+        if self._error is None:
+            self._error = error
+        self._wake()
+
+    def release(self) -> None:
+        """Give the connection back to the pool (only a body read to its end can be)."""
+        self._connection.finished(self, reuse=self.at_eof())
+
+    def close(self) -> None:
+        self._connection.finished(self, reuse=False)
+
+    def _feed(self, block: bytes) -> None:
+        self._blocks.append(block)
+        self._buffered += len(block)
+        if self._buffered > READ_BUFFER:
+            self._connection.pause()
+        self._wake()
+
+    def _end(self) -> None:
+        self._complete = True
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+
+class Connection(asyncio.Protocol):
+    """One kept-alive connection: a head parsed by httptools, a sized body passed on."""
+
+    def __init__(self, pool: Pool, origin: Origin) -> None:
+        self._pool = pool
+        self.origin = origin
+        self._transport: asyncio.Transport | None = None
+        self._parser: Any = None
+        self._head: asyncio.Future[Response] | None = None
+        self._url = ""
+        self._header_list: list[tuple[bytes, bytes]] = []
+        self._response: Response | None = None
+        self._remaining: int | None = None  # of a sized body, once the head is parsed
+        self._lost = False
+        self._paused = False
+        self._keep_alive = False
+        self._until_close = False  # the body ends when the connection does
+        self.reused = False  # served a request before this one
+        self.idle_since = 0.0
+        self.waiting_since: float | None = None  # of the head, or of a body read
+        self.reusable = True
+
+    # The pool's side.
+
+    async def send(self, request: bytes, url: str) -> Response:
+        assert self._transport is not None
+        loop = asyncio.get_running_loop()
+        self._head, self._url = loop.create_future(), url
+        self._parser = httptools.HttpResponseParser(self)
+        self._header_list, self._response, self._remaining = [], None, None
+        self.reusable = False  # until its body has been read to the end
+        self._pool.started(self)
+        self.waiting_since = time.monotonic()
+        self._transport.write(request)
+        try:
+            return await self._head
+        finally:
+            self.waiting_since = None
+
+    def take(self) -> bool:
+        """Leave the pool for a request; False if the connection is no longer usable."""
+        self.reused = True
+        return self.usable()
+
+    def usable(self) -> bool:
+        return self.reusable and not self._lost
+
+    def finished(self, response: Response, *, reuse: bool) -> None:
+        if response is not self._response:
+            return  # released twice
+        self._response = None
+        self._pool.forget(self)
+        if reuse and self.reusable and not self._lost:
+            self.resume()
+            self._pool.put_back(self)
+        else:
+            self.close()
+
+    def close(self) -> None:
+        self.reusable = False
+        self._pool.forget(self)
+        if self._transport is not None:
+            self._transport.close()
+
+    def stalled(self, error: BaseException) -> None:
+        self._fail(error)
+
+    def pause(self) -> None:
+        if not self._paused and self._transport is not None:
+            self._paused = True
+            self._transport.pause_reading()
+
+    def resume(self) -> None:
+        if self._paused and self._transport is not None and not self._lost:
+            self._paused = False
+            self._transport.resume_reading()
+
+    # asyncio's side.
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        remaining, response = self._remaining, self._response
+        if remaining is not None and response is not None:
+            if len(data) >= remaining:
+                if len(data) > remaining:  # more than the head said: not reusable
+                    data = data[:remaining]
+                    self.close()
+                self._remaining = 0
+                response._feed(data)
+                self._body_done(response)
+            else:
+                self._remaining = remaining - len(data)
+                response._feed(data)
+            return
+        if self._parser is None:  # bytes while idle: the server misbehaves
+            self.close()
+            return
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail(aiohttp.ClientResponseError(_no_info(), (), message="Unexpected upgrade"))
+        except httptools.HttpParserError as exc:
+            self._fail(aiohttp.ClientResponseError(_no_info(), (), message=f"Bad response: {exc}"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = True
+        self.reusable = False
+        response = self._response
+        if response is not None and self._until_close and self._parser is not None:
+            response._end()  # the end of a close-delimited body
+            self._parser = None
+        if self._head is not None and not self._head.done():
+            self._head.set_exception(aiohttp.ServerDisconnectedError())
+        elif response is not None and not response._complete:
+            response.set_exception(
+                aiohttp.ClientPayloadError(f"Response payload is not completed: {exc!r}")
+            )
+
+    def pause_writing(self) -> None:  # a request is one small write
+        pass
+
+    def resume_writing(self) -> None:
+        pass
+
+    # httptools' side.
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._header_list.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        parser = self._parser
+        headers: CIMultiDict[str] = CIMultiDict(
+            (k.decode("latin-1"), v.decode("latin-1")) for k, v in self._header_list
+        )
+        response = self._response = Response(self, self._url, parser.get_status_code(), headers)
+        self._keep_alive = parser.should_keep_alive()
+        chunked = "chunked" in headers.get("Transfer-Encoding", "").lower()
+        if response.content_length is not None and not chunked:
+            self._remaining = response.content_length
+        self._until_close = (
+            not chunked and response.content_length is None
+            and response.status not in (204, 304) and response.status >= 200
+        )  # fmt: skip
+        assert self._head is not None
+        self._head.set_result(response)
+
+    def on_body(self, body: bytes) -> None:
+        response = self._response
+        if response is None:
+            return
+        if self._remaining is not None:
+            self._remaining -= len(body)
+        response._feed(body)
+
+    def on_message_complete(self) -> None:
+        response = self._response
+        if response is not None:
+            self._body_done(response)
+
+    def _body_done(self, response: Response) -> None:
+        self._parser = None  # the next request gets a fresh one
+        transport = self._transport
+        self.reusable = (
+            self._keep_alive and not self._lost and transport is not None
+            and not transport.is_closing()
+        )  # fmt: skip
+        response._end()
+
+    def _fail(self, error: BaseException) -> None:
+        if self._head is not None and not self._head.done():
+            self._head.set_exception(error)
+        elif self._response is not None:
+            self._response.set_exception(error)
+        self.close()
+
+
+@functools.cache
+def _no_info() -> Any:
+    return aiohttp.RequestInfo(URL("http://upstream/"), "GET", CIMultiDictProxy(CIMultiDict()))
