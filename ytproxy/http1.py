@@ -48,17 +48,30 @@ class Pool(Protocol):
     def put_back(self, connection: Connection) -> None: ...
 
 
+class Headers(dict[str, str]):
+    """A response's headers by lower-case name, looked up in any case (a plain dict is
+    built faster than a multidict, and a piece has no header it needs twice; a repeated
+    one keeps its last value)."""
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return dict.get(self, name.lower(), default)
+
+    def __getitem__(self, name: str) -> str:
+        return dict.__getitem__(self, name.lower())
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and dict.__contains__(self, name.lower())
+
+
 class Response:
     """A piece's head and its body as it arrives (`upstream.PieceResponse`)."""
 
-    def __init__(
-        self, connection: Connection, url: str, status: int, headers: CIMultiDict[str]
-    ) -> None:
+    def __init__(self, connection: Connection, url: str, status: int, headers: Headers) -> None:
         self._connection = connection
         self.url = url
         self.status = status
-        self.headers = CIMultiDictProxy(headers)
-        length = headers.get("Content-Length")
+        self.headers = headers
+        length = headers.get("content-length")
         self.content_length = int(length) if length is not None and length.isdigit() else None
         self._blocks: collections.deque[bytes] = collections.deque()
         self._buffered = 0
@@ -261,12 +274,12 @@ class Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         parser = self._parser
-        headers: CIMultiDict[str] = CIMultiDict(
-            (k.decode("latin-1"), v.decode("latin-1")) for k, v in self._header_list
+        headers = Headers(
+            {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in self._header_list}
         )
         response = self._response = Response(self, self._url, parser.get_status_code(), headers)
         self._keep_alive = parser.should_keep_alive()
-        chunked = "chunked" in headers.get("Transfer-Encoding", "").lower()
+        chunked = "chunked" in headers.get("transfer-encoding", "").lower()
         if response.content_length is not None and not chunked:
             self._remaining = response.content_length
         self._until_close = (

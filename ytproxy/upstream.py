@@ -42,12 +42,11 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 from urllib.parse import parse_qs, urlsplit
 
 import aiohttp
-from multidict import CIMultiDictProxy
 from starlette.types import Receive, Scope
 
 from .errors import UpstreamError
@@ -183,7 +182,7 @@ class PieceResponse(Protocol):
     def status(self) -> int: ...
 
     @property
-    def headers(self) -> CIMultiDictProxy[str]: ...
+    def headers(self) -> Mapping[str, str]: ...  # names in any case
 
     @property
     def content_length(self) -> int | None: ...
