@@ -96,8 +96,9 @@ def transfers(server: AppServer) -> dict[str, Any]:
 
 
 def stalled(server: AppServer, mode: str) -> float:
-    value: float = server.core.metrics.downloads.labels(mode, "stalled")._value.get()
-    return value
+    labels = {"mode": mode, "outcome": "stalled"}
+    value = server.core.metrics.registry.get_sample_value("downloads_total", labels)
+    return value or 0.0
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float = 30.0) -> bool:

@@ -24,8 +24,9 @@ from typing import Any
 
 import pytest
 import yaml
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
-from ytproxy.metrics import Metrics
+from ytproxy.metrics import LoopCounter, LoopHistogram, Metrics
 
 ROOT = Path(__file__).resolve().parent.parent
 MONITORING = ROOT / "monitoring"
@@ -145,6 +146,35 @@ def test_registered_metrics_include_counter_and_histogram_suffixes() -> None:
     assert names["upstream_requests_total"] == {"kind", "status"}
     assert names["ytdlp_request_duration_seconds_bucket"] >= {"le"}
     assert {"active_streams", "max_concurrent_streams", "redis_up"} <= names.keys()
+
+
+def test_loop_metrics_expose_what_prometheus_clients_own_would() -> None:
+    # The per-request counters and histogram are plain numbers (ytproxy.metrics); what a
+    # scrape reads must not change, bucket bounds and values on a bound included.
+    ours, theirs = CollectorRegistry(), CollectorRegistry()
+    buckets = (0.005, 0.01, 0.25, 1, 10)
+    metrics = [
+        (LoopCounter("hits", "Hits", ["kind"], registry=ours),
+         Counter("hits", "Hits", ["kind"], registry=theirs)),
+        (LoopHistogram("wait_seconds", "Wait", ["route"], buckets=buckets, registry=ours),
+         Histogram("wait_seconds", "Wait", ["route"], buckets=buckets, registry=theirs)),
+    ]  # fmt: skip
+    for loop, own in metrics:
+        for label, value in (("a", 0.005), ("a", 0.3), ("b", 12.0), ("a", 1.0), ("b", 0.0)):
+            for metric in (loop, own):
+                child = metric.labels(label)
+                if hasattr(child, "inc"):
+                    child.inc(value)
+                else:
+                    child.observe(value)
+
+    def lines(registry: CollectorRegistry) -> list[str]:
+        text = generate_latest(registry).decode()
+        return sorted(line for line in text.splitlines() if "_created" not in line)
+
+    assert lines(ours) == lines(theirs)
+    with pytest.raises(ValueError):
+        metrics[0][0].labels("a", "b")
 
 
 def test_metric_references_ignore_functions_keywords_and_grouping() -> None:
