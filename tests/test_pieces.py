@@ -146,6 +146,22 @@ async def test_a_body_is_byte_exact_whether_sized_chunked_or_ended_by_the_close(
         assert pieces_client.idle() == 1
 
 
+async def test_an_interim_answer_is_skipped_for_the_final_one() -> None:
+    async def early_hints(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 103 Early Hints\r\nLink: </a>; rel=preload\r\n\r\n")
+        writer.write(b"HTTP/1.1 206 Partial Content\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+        await asyncio.sleep(30)
+
+    async with raw_server(early_hints) as base, client() as pieces_client:
+        response = await pieces_client.get(base + "/", HEADERS)
+        assert (response.status, "link" in response.headers) == (206, False)
+        assert await body_of(response) == b"ok"
+        response.release()
+        assert pieces_client.idle() == 1
+
+
 async def test_a_body_cut_short_gives_what_arrived_then_a_payload_error() -> None:
     async def cut(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")

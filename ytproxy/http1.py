@@ -274,20 +274,23 @@ class Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         parser = self._parser
+        status = parser.get_status_code()
+        if status < 200:  # an interim answer (103 Early Hints): the final one follows
+            self._header_list = []
+            return
         headers = Headers(
             {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in self._header_list}
         )
-        response = self._response = Response(self, self._url, parser.get_status_code(), headers)
+        response = self._response = Response(self, self._url, status, headers)
         self._keep_alive = parser.should_keep_alive()
         chunked = "chunked" in headers.get("transfer-encoding", "").lower()
         if response.content_length is not None and not chunked:
             self._remaining = response.content_length
         self._until_close = (
-            not chunked and response.content_length is None
-            and response.status not in (204, 304) and response.status >= 200
-        )  # fmt: skip
-        assert self._head is not None
-        self._head.set_result(response)
+            not chunked and response.content_length is None and status not in (204, 304)
+        )
+        if self._head is not None and not self._head.done():  # not given up on
+            self._head.set_result(response)
 
     def on_body(self, body: bytes) -> None:
         response = self._response
