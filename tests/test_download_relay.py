@@ -247,7 +247,8 @@ def test_metrics_count_relayed_bytes_and_finished_downloads(
     gateway: AppServer, origin: Origin, media: Media
 ) -> None:
     httpx.get(link(gateway, origin.vod_url, ["mp4"]), timeout=30)
-    assert wait_for(lambda: gateway.core.metrics.active_downloads._value.get() == 0)
+    registry = gateway.core.metrics.registry
+    assert wait_for(lambda: registry.get_sample_value("active_downloads") == 0)
     text = httpx.get(gateway.url("/metrics"), timeout=30).text
     assert f'relayed_bytes_total{{kind="download"}} {float(media.vod.size)}' in text
     assert 'downloads_total{mode="single",outcome="completed"} 1.0' in text

@@ -139,6 +139,8 @@ def test_forty_slow_readers_from_one_address_leave_a_slot_for_another_client(
             chunks = response.iter_raw()
             received.update(next(chunks))
             assert transfers(server)["active"] == 4
+            # The gauge reads the registry when scraped.
+            assert server.core.metrics.registry.get_sample_value("active_downloads") == 4
             for chunk in chunks:
                 received.update(chunk)
         assert received.hexdigest() == big.sha256

@@ -341,7 +341,7 @@ class HttpMetrics:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 elapsed = time.monotonic() - started
-                metrics.labelled(metrics.http_duration, _route_name(scope)).observe(elapsed)
+                metrics.http_duration.labels(_route_name(scope)).observe(elapsed)
             await send(message)
 
         try:
@@ -351,7 +351,7 @@ class HttpMetrics:
         finally:
             route = _route_name(scope)
             counted = str(500 if status is None else status)
-            metrics.labelled(metrics.http_requests, route, scope["method"], counted).inc()
+            metrics.http_requests.labels(route, scope["method"], counted).inc()
 
 
 def _metrics_of(scope: Scope) -> Metrics | None:

@@ -56,7 +56,7 @@ async def image_relay(request: Request) -> Response:
         async with svc.http.get(
             url, timeout=_TIMEOUT, headers={"Accept": "image/*"}, allow_redirects=True
         ) as response:
-            svc.metrics.labelled(svc.metrics.upstream_requests, "image", str(response.status)).inc()
+            svc.metrics.upstream_requests.labels("image", str(response.status)).inc()
             if response.status != 200:
                 raise _unavailable(f"the image host answered {response.status}")
             content_type = response.headers.get("Content-Type", "").split(";")[0].strip()
@@ -72,7 +72,7 @@ async def image_relay(request: Request) -> Response:
     except (aiohttp.ClientError, TimeoutError) as exc:
         log.info("image fetch failed: %s", type(exc).__name__)
         raise _unavailable("the image host could not be reached") from None
-    svc.metrics.labelled(svc.metrics.relayed_bytes, "image").inc(len(body))
+    svc.metrics.relayed_bytes.labels("image").inc(len(body))
     return Response(
         bytes(body),
         media_type=content_type,

@@ -15,7 +15,8 @@ plain numbers the event loop's thread adds to, read by the registry when scraped
 prometheus_client's own checks its state and takes a lock on every update — about
 35 of the ~350 Python calls a small download made. They expose the same samples
 without `_created`, and must only be updated from the event loop's thread (nothing
-else updates them; the extractor's threads touch only the `ytdlp_*` metrics).
+else updates them; the extractor's threads touch only the `ytdlp_*` metrics). Their
+`labels(*values)` is a dict lookup already, so they need no `labelled`.
 
 This module only defines and renders metrics; the parts that observe things update
 them through the `Metrics` object the app holds.
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterator, Sequence
-from typing import Any, TypeVar, overload
+from typing import Any, TypeVar
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -163,23 +164,14 @@ class Metrics:
             registry=r,
         )
 
-    @overload
-    def labelled(self, metric: LoopCounter, *values: str) -> _Count: ...
-
-    @overload
-    def labelled(self, metric: LoopHistogram, *values: str) -> _Spread: ...
-
-    @overload
-    def labelled(self, metric: M, *values: str) -> M: ...
-
-    def labelled(self, metric: Any, *values: str) -> Any:
+    def labelled(self, metric: M, *values: str) -> M:
         """`metric.labels(*values)`, kept for the next call (labels are bounded sets).
         Nothing calls `metric.remove()`; a removed child would stay here, unregistered."""
         key = (id(metric), values)
         found: Any = self._children.get(key)
         if found is None:
             found = self._children[key] = metric.labels(*values)
-        return found
+        return found  # type: ignore[no-any-return]
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

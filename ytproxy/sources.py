@@ -131,7 +131,7 @@ class Sources:
         key = f"sources:{url_key(url)}"
         cached = await self._cached(key)
         if cached is not None and (newer_than is None or cached.get("fetched_at", 0) > newer_than):
-            self._metrics.labelled(self._metrics.cache_hits, "sources").inc()
+            self._metrics.cache_hits.labels("sources").inc()
             return cached
         self._metrics.labelled(self._metrics.cache_misses, "sources").inc()
 

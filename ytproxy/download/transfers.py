@@ -147,6 +147,8 @@ class Transfers:
         self._children: Counter[str] = Counter()
         self._closing = False
         self._watchdog: asyncio.Task[None] | None = None
+        # Read when scraped, rather than counted up and down by every download.
+        metrics.active_downloads.set_function(self.count)
 
     @property
     def limit(self) -> int:
@@ -193,7 +195,6 @@ class Transfers:
             self._children[parent] += 1
         else:
             self._running[client] += 1
-            self._metrics.active_downloads.inc()
             if self._watchdog is None:
                 self._watchdog = asyncio.create_task(self._watch(), name="transfers-watchdog")
         return transfer
@@ -218,7 +219,7 @@ class Transfers:
         return [t.as_dict() for t in sorted(top, key=lambda t: t.started_at)]
 
     def count_bytes(self, n: int) -> None:
-        self._metrics.labelled(self._metrics.relayed_bytes, "download").inc(n)
+        self._metrics.relayed_bytes.labels("download").inc(n)
 
     def remove(self, transfer: Transfer) -> None:
         if self._active.pop(transfer.id, None) is None:
@@ -235,8 +236,7 @@ class Transfers:
         if self._running[transfer.client] <= 0:
             del self._running[transfer.client]
         metrics = self._metrics
-        metrics.active_downloads.dec()
-        metrics.labelled(metrics.downloads, transfer.mode, transfer.outcome).inc()
+        metrics.downloads.labels(transfer.mode, transfer.outcome).inc()
         # The merge's inputs must not outlive it: ffmpeg is gone, so are its readers.
         if transfer.id not in self._children:
             return

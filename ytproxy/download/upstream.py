@@ -159,7 +159,7 @@ class Upstream:
         self.renewals = 0
 
     def _count(self, status: str) -> None:
-        self._metrics.labelled(self._metrics.upstream_requests, "download", status).inc()
+        self._metrics.upstream_requests.labels("download", status).inc()
 
 
 @functools.lru_cache(maxsize=64)  # a format's headers, the same for each of its downloads

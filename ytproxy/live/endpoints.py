@@ -149,7 +149,7 @@ async def slate_segment(request: Request) -> Response:
     channel = _live(request).channel(request.path_params["channel_id"])
     body = await _live(request).slate_segment(channel)
     metrics = core(request).metrics
-    metrics.labelled(metrics.relayed_bytes, "live_slate").inc(len(body))
+    metrics.relayed_bytes.labels("live_slate").inc(len(body))
     return Response(body, media_type="video/mp2t", headers={"Cache-Control": "no-cache"})
 
 
@@ -164,7 +164,7 @@ async def media_playlist(request: Request) -> Response:
 
 def _playlist_response(request: Request, body: str) -> Response:
     metrics = core(request).metrics
-    metrics.labelled(metrics.relayed_bytes, "live_playlist").inc(len(body))
+    metrics.relayed_bytes.labels("live_playlist").inc(len(body))
     return Response(body, media_type=playlist.CONTENT_TYPE, headers=_NO_CACHE)
 
 
@@ -197,7 +197,7 @@ async def _relay(
     fetch = fetch_of(live_service(request), channel, payload)
     await fetch.ready()
     kind = label or str(payload.get("k", "segment"))
-    counter = svc.metrics.labelled(svc.metrics.relayed_bytes, "live_" + kind)
+    counter = svc.metrics.relayed_bytes.labels("live_" + kind)
     return FetchResponse(
         fetch, svc.settings.chunk_size, {"Cache-Control": "private, max-age=300"}, counter.inc
     )

@@ -207,9 +207,7 @@ class LiveRelay:
         have = len(fetch.data)
         headers = {"Range": f"bytes={have}-"} if have else {}
         async with self._http.get(url, headers=headers, timeout=SEGMENT_TIMEOUT) as response:
-            self._metrics.labelled(
-                self._metrics.upstream_requests, "live_" + kind, str(response.status)
-            ).inc()
+            self._metrics.upstream_requests.labels("live_" + kind, str(response.status)).inc()
             status = response.status
             if status in REFUSED:
                 raise UpstreamGone(status)

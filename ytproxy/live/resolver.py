@@ -215,11 +215,11 @@ class Resolver:
         """The cached resolution, or a new one (one extraction for all callers)."""
         cached = Resolution.from_cache(await self._cache.get(self._key(channel)))
         if cached is not None:
-            self._metrics.labelled(self._metrics.cache_hits, "live_stream").inc()
+            self._metrics.cache_hits.labels("live_stream").inc()
             return cached
         failure = await self.peek_failure(channel)
         if failure is not None:
-            self._metrics.labelled(self._metrics.cache_hits, "live_stream").inc()
+            self._metrics.cache_hits.labels("live_stream").inc()
             raise failure_error(failure)
         self._metrics.labelled(self._metrics.cache_misses, "live_stream").inc()
         return await self._flight(channel, "cold", newer_than=None)
