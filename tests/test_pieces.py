@@ -16,7 +16,7 @@ import ssl
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import pytest
@@ -24,9 +24,13 @@ from aiohttp import web
 
 from tests.local_http import serving
 from ytproxy import pieces
+from ytproxy.download.upstream import Upstream
+from ytproxy.errors import UpstreamError
 from ytproxy.http1 import Response
+from ytproxy.metrics import Metrics
 from ytproxy.netguard import AddressPolicy, ForbiddenAddress, TooManyRedirects
 from ytproxy.pieces import PieceClient, RequestHeaders, UpstreamStalled
+from ytproxy.sources import Sources
 
 OPEN = AddressPolicy(allow_private=True)
 DATA = bytes(range(256)) * 400  # 100 KiB
@@ -304,6 +308,30 @@ async def test_private_addresses_are_refused_before_connecting() -> None:
             with pytest.raises(ForbiddenAddress):
                 await c.get(url, HEADERS)
     assert accepted == 0
+
+
+async def test_a_format_whose_headers_hold_a_line_break_is_a_502_and_nothing_is_sent() -> None:
+    accepted = 0
+
+    async def count(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal accepted
+        accepted += 1
+
+    fmt = {"format_id": "18", "url": "", "http_headers": {"User-Agent": "x\r\nX-Evil: 1"}}
+    async with raw_server(count) as base, client() as pieces_client:
+        fmt["url"] = base + "/video.mp4"
+        async with aiohttp.ClientSession() as session:
+            upstream = Upstream(
+                session,
+                Metrics(),
+                cast(Sources, None),
+                "https://x/watch",
+                fmt,
+                pieces=pieces_client,
+            )
+            with pytest.raises(UpstreamError) as raised:
+                await upstream.get_piece((0, 99))
+    assert raised.value.status == 502 and accepted == 0
 
 
 def test_a_header_holding_a_line_break_is_refused() -> None:
