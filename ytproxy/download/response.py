@@ -69,8 +69,10 @@ class DownloadResponse(Response):
     ) -> None:
         # Not Response.__init__: it renders an empty body and its headers, which this
         # response never sends (`__call__` sends what the body's `open()` decides).
+        # `headers` reads as empty (what is sent is decided by the body's `open()`).
         self.status_code = 200
         self.background = None
+        self.raw_headers: list[tuple[bytes, bytes]] = []
         self._request = request
         self._make_body = make_body
         self._begin = begin
