@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import socket
+import time
 from collections.abc import Callable
 
 import httpx
@@ -145,6 +146,21 @@ def test_a_head_just_under_the_limit_is_served(gateway: AppServer, settings: Set
         send_in_pieces(sock, head + b"X-Pad: " + b"p" * padding + b"\r\n\r\n", piece=4 * KIB)
         status, _, body = read_response(sock)
     assert status == 200, body
+
+
+def test_a_head_just_over_the_limit_whose_end_arrives_in_a_small_read_gets_431(
+    gateway: AppServer, settings: Settings
+) -> None:
+    # Counted from its parts when it completes: earlier reads plus a small last one.
+    head = head_bytes(gateway) + b"X-Pad: "
+    whole = head + b"p" * (settings.max_header_bytes + 10 - len(head) - 4) + b"\r\n\r\n"
+    assert len(whole) == settings.max_header_bytes + 10
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=30) as sock:
+        sock.sendall(whole[:-110])
+        time.sleep(0.3)  # so that the rest is another read (the outcome is not timed)
+        sock.sendall(whole[-110:])
+        status, _, _ = read_response(sock)
+    assert status == 431
 
 
 def test_the_limit_follows_max_header_bytes(

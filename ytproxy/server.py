@@ -17,10 +17,11 @@ limit plus one socket read of a head is ever buffered, and the loop stays free f
 other requests.
 
 A head still arriving is counted read by read; one that arrived whole in a read is
-measured from its parsed parts. The count is exact for a head that starts a socket
-read, which is every head except those a client pipelines behind another request in
-the same read: such a head is counted from the next read on, so it can pass the limit
-by one read (at most 256 KiB) before the 431. After a 431 the connection lingers for
+measured from its parsed parts (when its reads together could pass the limit). The
+count is exact for a head that starts a socket read, which is every head except those
+a client pipelines behind another request in the same read: such a head is counted
+from the next read on, so it can pass the limit by one read (at most 256 KiB) before
+the 431. After a 431 the connection lingers for
 `_LINGER` seconds, dropping what arrives, so the client can read the answer.
 
 The event loop is asyncio's own, not uvloop (which uvicorn picks when it is
@@ -104,6 +105,7 @@ class HeadLimitProtocol(HttpToolsProtocol):
         self._refused = False  # a head is over the limit: the parser's callbacks do nothing
         self._answered = False  # ... and the 431 is sent: what still arrives is dropped
         self._linger: asyncio.TimerHandle | None = None
+        self._read_size = 0  # bytes of the socket read being parsed
         self._lost = False
         self._on_lost: set[Callable[[], None]] = set()
         super().connection_made(transport)
@@ -115,6 +117,7 @@ class HeadLimitProtocol(HttpToolsProtocol):
         # inside a head, one if it starts between messages, never if inside a body.
         owns_read = 0 if self._in_head else 1 if self._idle else -1
         begun_before = self._begun
+        self._read_size = len(data)
         super().data_received(data)
         if self.transport.is_closing():  # uvicorn answered 400 to a malformed request
             return
@@ -140,24 +143,22 @@ class HeadLimitProtocol(HttpToolsProtocol):
         self._idle = False
         self._head_bytes = 0
 
-    def on_url(self, url: bytes) -> None:
-        if not self._refused:
-            super().on_url(url)
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        if not self._refused:
-            super().on_header(name, value)
+    # (`on_url` and `on_header` are uvicorn's own: after a refusal they still append
+    # the rest of the read to a request that is never served, at most one read.)
 
     def on_headers_complete(self) -> None:
         self._in_head = False
         if self._refused:
             return
         # A head that arrived whole in one read is measured here, from its parts (the
-        # separators counted at their usual one space and CRLF).
-        size = len(self.url) + 16 + sum(len(name) + len(value) + 4 for name, value in self.headers)
-        if size > self.max_head_bytes:
-            self._refused = True
-            return
+        # separators counted at their usual one space and CRLF). No head is bigger than
+        # its earlier reads and this one: within the limit, there is nothing to count.
+        if self._head_bytes + self._read_size > self.max_head_bytes:
+            size = len(self.url) + 16
+            size += sum(len(name) + len(value) + 4 for name, value in self.headers)
+            if size > self.max_head_bytes:
+                self._refused = True
+                return
         extensions: dict[str, Any] = self.scope.setdefault("extensions", {})
         extensions[DISCONNECT_EXTENSION] = self._when_lost
         super().on_headers_complete()
