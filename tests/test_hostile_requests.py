@@ -10,7 +10,9 @@ is what a stall would trip; the figures are in `bench/hostile.py`.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import re
 import socket
 import time
 from collections.abc import Callable
@@ -161,6 +163,26 @@ def test_a_head_just_over_the_limit_whose_end_arrives_in_a_small_read_gets_431(
         sock.sendall(whole[-110:])
         status, _, _ = read_response(sock)
     assert status == 431
+
+
+def test_a_pipelined_head_over_the_limit_is_not_served(
+    gateway: AppServer, settings: Settings
+) -> None:
+    # The second head begins behind the first request in one read (not counted there)
+    # and ends in the next read; measured from its parts, it is over the limit.
+    first = head_bytes(gateway) + b"\r\n"
+    second = head_bytes(gateway) + b"Connection: close\r\nX-Pad: "
+    second += b"p" * (settings.max_header_bytes + 10 - len(second) - 4) + b"\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=30) as sock:
+        sock.sendall(first + second[:-110])
+        time.sleep(0.3)  # so that the rest is another read (the outcome is not timed)
+        sock.sendall(second[-110:])
+        received = bytearray()
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := sock.recv(64 * KIB):
+                received += chunk
+    statuses = [int(code) for code in re.findall(rb"HTTP/1\.1 (\d{3}) ", bytes(received))]
+    assert statuses[0] == 200 and statuses[1:] in ([], [431])
 
 
 def test_the_limit_follows_max_header_bytes(

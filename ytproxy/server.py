@@ -106,6 +106,7 @@ class HeadLimitProtocol(HttpToolsProtocol):
         self._answered = False  # ... and the 431 is sent: what still arrives is dropped
         self._linger: asyncio.TimerHandle | None = None
         self._read_size = 0  # bytes of the socket read being parsed
+        self._behind = False  # the head began behind another request in a read
         self._lost = False
         self._on_lost: set[Callable[[], None]] = set()
         super().connection_made(transport)
@@ -124,8 +125,10 @@ class HeadLimitProtocol(HttpToolsProtocol):
         if self._in_head and not self._refused:
             if self._begun - begun_before == owns_read:
                 self._head_bytes += len(data)
-            # Otherwise the head began behind other bytes of this read; it is counted
-            # from the next read on.
+            else:
+                # The head began behind other bytes of this read; it is counted from the
+                # next read on, and measured from its parts when complete.
+                self._behind = True
             self._refused = self._head_bytes > self.max_head_bytes
         if self._refused:
             self._answer()
@@ -142,6 +145,7 @@ class HeadLimitProtocol(HttpToolsProtocol):
         self._in_head = True
         self._idle = False
         self._head_bytes = 0
+        self._behind = False
 
     # (`on_url` and `on_header` are uvicorn's own: after a refusal they still append
     # the rest of the read to a request that is never served, at most one read.)
@@ -152,8 +156,8 @@ class HeadLimitProtocol(HttpToolsProtocol):
             return
         # A head that arrived whole in one read is measured here, from its parts (the
         # separators counted at their usual one space and CRLF). No head is bigger than
-        # its earlier reads and this one: within the limit, there is nothing to count.
-        if self._head_bytes + self._read_size > self.max_head_bytes:
+        # its counted reads and this one: within the limit, there is nothing to count.
+        if self._behind or self._head_bytes + self._read_size > self.max_head_bytes:
             size = len(self.url) + 16
             size += sum(len(name) + len(value) + 4 for name, value in self.headers)
             if size > self.max_head_bytes:
