@@ -63,6 +63,20 @@ async def raw_server(handle: Handler) -> AsyncIterator[str]:
         await asyncio.gather(*running, return_exceptions=True)
 
 
+def answer(reply: bytes, *, close: bool) -> Handler:
+    """A handler that reads one request head, sends `reply` as it is, then closes the
+    connection or holds it open."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(reply)
+        await writer.drain()
+        if not close:
+            await asyncio.sleep(30)
+
+    return handle
+
+
 @contextlib.asynccontextmanager
 async def client(policy: AddressPolicy = OPEN, **options: Any) -> AsyncIterator[PieceClient]:
     made = PieceClient(policy, **options)
@@ -127,12 +141,7 @@ async def test_a_body_is_byte_exact_whether_sized_chunked_or_ended_by_the_close(
         await response.write_eof()
         return response
 
-    async def until_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + DATA)
-        await writer.drain()
-        writer.close()
-
+    until_close = answer(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + DATA, close=True)
     app = web.Application()
     app.router.add_get("/chunked", chunked)
     app.router.add_get("/sized", fixed(DATA))
@@ -151,13 +160,11 @@ async def test_a_body_is_byte_exact_whether_sized_chunked_or_ended_by_the_close(
 
 
 async def test_an_interim_answer_is_skipped_for_the_final_one() -> None:
-    async def early_hints(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(b"HTTP/1.1 103 Early Hints\r\nLink: </a>; rel=preload\r\n\r\n")
-        writer.write(b"HTTP/1.1 206 Partial Content\r\nContent-Length: 2\r\n\r\nok")
-        await writer.drain()
-        await asyncio.sleep(30)
-
+    early_hints = answer(
+        b"HTTP/1.1 103 Early Hints\r\nLink: </a>; rel=preload\r\n\r\n"
+        b"HTTP/1.1 206 Partial Content\r\nContent-Length: 2\r\n\r\nok",
+        close=False,
+    )
     async with raw_server(early_hints) as base, client() as pieces_client:
         response = await pieces_client.get(base + "/", HEADERS)
         assert (response.status, "link" in response.headers) == (206, False)
@@ -167,12 +174,7 @@ async def test_an_interim_answer_is_skipped_for_the_final_one() -> None:
 
 
 async def test_a_body_cut_short_gives_what_arrived_then_a_payload_error() -> None:
-    async def cut(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.readuntil(b"\r\n\r\n")
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabcd")
-        await writer.drain()
-        writer.close()
-
+    cut = answer(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabcd", close=True)
     async with raw_server(cut) as base, client() as pieces_client:
         response = await pieces_client.get(base + "/", HEADERS)
         assert await response.read(10) == b"abcd"

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Iterator, Sequence
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -187,9 +187,11 @@ class _Count:
         self.value += amount
 
 
-class LoopCounter:
-    """A labelled counter in plain numbers, updated from the event loop's thread only
-    (see the module docstring); `labels(*values).inc(amount)` as prometheus_client's."""
+C = TypeVar("C", "_Count", "_Spread")
+
+
+class _LoopMetric(Generic[C]):
+    """What both loop metrics share: a registered collector of children by label values."""
 
     def __init__(
         self,
@@ -201,22 +203,42 @@ class LoopCounter:
     ) -> None:
         self._name, self._documentation = name, documentation
         self._labelnames = tuple(labelnames)
-        self._children: dict[tuple[str, ...], _Count] = {}
+        self._children: dict[tuple[str, ...], C] = {}
         registry.register(self)
 
-    def labels(self, *values: str) -> _Count:
+    def labels(self, *values: str) -> C:
         child = self._children.get(values)
         if child is None:
             if len(values) != len(self._labelnames):
                 raise ValueError(f"{self._name} takes labels {self._labelnames}")
-            child = self._children[values] = _Count()
+            child = self._children[values] = self._new_child()
         return child
 
     def describe(self) -> list[Metric]:
-        return [CounterMetricFamily(self._name, self._documentation, labels=self._labelnames)]
+        return [self._family()]
 
     def collect(self) -> Iterator[Metric]:
-        family = CounterMetricFamily(self._name, self._documentation, labels=self._labelnames)
+        raise NotImplementedError
+
+    def _new_child(self) -> C:
+        raise NotImplementedError
+
+    def _family(self) -> Any:
+        raise NotImplementedError
+
+
+class LoopCounter(_LoopMetric[_Count]):
+    """A labelled counter in plain numbers, updated from the event loop's thread only
+    (see the module docstring); `labels(*values).inc(amount)` as prometheus_client's."""
+
+    def _new_child(self) -> _Count:
+        return _Count()
+
+    def _family(self) -> CounterMetricFamily:
+        return CounterMetricFamily(self._name, self._documentation, labels=self._labelnames)
+
+    def collect(self) -> Iterator[Metric]:
+        family = self._family()
         for values, child in list(self._children.items()):
             family.add_metric(values, child.value)
         yield family
@@ -235,7 +257,7 @@ class _Spread:
         self.total += value
 
 
-class LoopHistogram:
+class LoopHistogram(_LoopMetric[_Spread]):
     """A labelled histogram in plain numbers, updated from the event loop's thread only
     (see the module docstring); `labels(*values).observe(value)` as prometheus_client's
     (a value equal to a bucket's bound falls in that bucket)."""
@@ -249,25 +271,17 @@ class LoopHistogram:
         buckets: Sequence[float],
         registry: CollectorRegistry,
     ) -> None:
-        self._name, self._documentation = name, documentation
-        self._labelnames = tuple(labelnames)
         self._buckets = tuple(float(b) for b in buckets)
-        self._children: dict[tuple[str, ...], _Spread] = {}
-        registry.register(self)
+        super().__init__(name, documentation, labelnames, registry=registry)
 
-    def labels(self, *values: str) -> _Spread:
-        child = self._children.get(values)
-        if child is None:
-            if len(values) != len(self._labelnames):
-                raise ValueError(f"{self._name} takes labels {self._labelnames}")
-            child = self._children[values] = _Spread(self._buckets)
-        return child
+    def _new_child(self) -> _Spread:
+        return _Spread(self._buckets)
 
-    def describe(self) -> list[Metric]:
-        return [HistogramMetricFamily(self._name, self._documentation, labels=self._labelnames)]
+    def _family(self) -> HistogramMetricFamily:
+        return HistogramMetricFamily(self._name, self._documentation, labels=self._labelnames)
 
     def collect(self) -> Iterator[Metric]:
-        family = HistogramMetricFamily(self._name, self._documentation, labels=self._labelnames)
+        family = self._family()
         bounds = [*(_bound(b) for b in self._buckets), "+Inf"]
         for values, child in list(self._children.items()):
             cumulative, running = [], 0
