@@ -2,11 +2,11 @@
 
 `Core` is frozen: the settings and the clients every part of the app may use (the
 aiohttp session, one per app, honouring `GLOBAL_PROXY`; the download relay's piece
-client, when there is no `GLOBAL_PROXY`; the cache; the extractor and
-its thread pool; the metrics registry; the token signer; the address policy; the
-templates; the probes of external programs). Each job package builds its own service
-from the few of these it needs (`app.lifespan`), and publishes it in the lifespan state
-beside `core`; `core(request)` is the typed accessor for this one.
+client, when there is no `GLOBAL_PROXY`; the cache; the extractor and its thread pool;
+the metrics registry; the token signer; the address policy; the templates; the probes
+of external programs). Each job package builds its own service from the few of these
+it needs (`app.lifespan`), and publishes it in the lifespan state beside `core`;
+`core(request)` is the typed accessor for this one.
 
 `Readiness` is the one mutable piece of that state: whether start-up has finished and
 shutdown has not begun (`/ready`).

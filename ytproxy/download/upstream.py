@@ -1,8 +1,10 @@
 """One format's upstream: its current URL, the requests sent to it, and its renewal.
 
-`Upstream` holds the format's source record (URL, headers, protocol) and sends every
-request of a download through the app's one aiohttp session (so `GLOBAL_PROXY`
-applies), counting them in `upstream_requests{kind="download"}`. When the upstream
+`Upstream` holds the format's source record (URL, headers, protocol) and sends the
+requests of a download, counting them in `upstream_requests{kind="download"}`: the
+ranged pieces of a file (`get_piece`) through the piece client (`ytproxy.pieces`), and
+everything else — and the pieces too when `GLOBAL_PROXY` is set, as the piece client
+connects only directly — through the app's one aiohttp session. When the upstream
 says the URL is dead (403/404/410) and the relay decides it has expired, `renew()`
 re-extracts the video (`Sources.load(newer_than=...)`, single-flight, so a hundred
 downloads of one video share one extraction) and swaps in the new URL.
