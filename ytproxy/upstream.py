@@ -30,7 +30,7 @@ and their bodies.
   downloads).
 
 - `PieceResponse`: what the relays use of a streamed response, whether aiohttp's
-  `ClientResponse` or the piece client's (`pieces.Response`).
+  `ClientResponse` or the piece client's (`http1.Response`).
 
 It does not retry, decode, release responses or stream: media bodies are relayed in
 fixed-size pieces by the relays, never read whole. Errors raised from here never carry
@@ -176,7 +176,7 @@ class PieceBody(Protocol):
 
 
 class PieceResponse(Protocol):
-    """The part of a streamed response the relays use (aiohttp's, or `pieces.Response`)."""
+    """The part of a streamed response the relays use (aiohttp's, or `http1.Response`)."""
 
     @property
     def status(self) -> int: ...
