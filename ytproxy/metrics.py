@@ -24,7 +24,9 @@ them through the `Metrics` object the app holds.
 
 from __future__ import annotations
 
+import abc
 import bisect
+import itertools
 from collections.abc import Iterator, Sequence
 from typing import Any, Generic, TypeVar
 
@@ -190,8 +192,9 @@ class _Count:
 C = TypeVar("C", "_Count", "_Spread")
 
 
-class _LoopMetric(Generic[C]):
-    """What both loop metrics share: a registered collector of children by label values."""
+class _LoopMetric(abc.ABC, Generic[C]):
+    """What both loop metrics share: a registered collector of children by label values;
+    a kind says how a child is made and how it is written into its metric family."""
 
     def __init__(
         self,
@@ -218,13 +221,19 @@ class _LoopMetric(Generic[C]):
         return [self._family()]
 
     def collect(self) -> Iterator[Metric]:
-        raise NotImplementedError
+        family = self._family()
+        for values, child in list(self._children.items()):
+            self._add(family, values, child)
+        yield family
 
-    def _new_child(self) -> C:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _new_child(self) -> C: ...
 
-    def _family(self) -> Any:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _family(self) -> Any: ...
+
+    @abc.abstractmethod
+    def _add(self, family: Any, values: tuple[str, ...], child: C) -> None: ...
 
 
 class LoopCounter(_LoopMetric[_Count]):
@@ -237,11 +246,8 @@ class LoopCounter(_LoopMetric[_Count]):
     def _family(self) -> CounterMetricFamily:
         return CounterMetricFamily(self._name, self._documentation, labels=self._labelnames)
 
-    def collect(self) -> Iterator[Metric]:
-        family = self._family()
-        for values, child in list(self._children.items()):
-            family.add_metric(values, child.value)
-        yield family
+    def _add(self, family: CounterMetricFamily, values: tuple[str, ...], child: _Count) -> None:
+        family.add_metric(values, child.value)
 
 
 class _Spread:
@@ -272,6 +278,7 @@ class LoopHistogram(_LoopMetric[_Spread]):
         registry: CollectorRegistry,
     ) -> None:
         self._buckets = tuple(float(b) for b in buckets)
+        self._bounds = [*(_bound(b) for b in self._buckets), "+Inf"]
         super().__init__(name, documentation, labelnames, registry=registry)
 
     def _new_child(self) -> _Spread:
@@ -280,16 +287,9 @@ class LoopHistogram(_LoopMetric[_Spread]):
     def _family(self) -> HistogramMetricFamily:
         return HistogramMetricFamily(self._name, self._documentation, labels=self._labelnames)
 
-    def collect(self) -> Iterator[Metric]:
-        family = self._family()
-        bounds = [*(_bound(b) for b in self._buckets), "+Inf"]
-        for values, child in list(self._children.items()):
-            cumulative, running = [], 0
-            for bound, count in zip(bounds, child.counts, strict=True):
-                running += count
-                cumulative.append((bound, running))
-            family.add_metric(values, cumulative, sum_value=child.total)
-        yield family
+    def _add(self, family: HistogramMetricFamily, values: tuple[str, ...], child: _Spread) -> None:
+        cumulative = list(zip(self._bounds, itertools.accumulate(child.counts), strict=True))
+        family.add_metric(values, cumulative, sum_value=child.total)
 
 
 def _bound(value: float) -> str:
