@@ -66,9 +66,8 @@ class Headers(dict[str, str]):
 class Response:
     """A piece's head and its body as it arrives (`upstream.PieceResponse`)."""
 
-    def __init__(self, connection: Connection, url: str, status: int, headers: Headers) -> None:
+    def __init__(self, connection: Connection, status: int, headers: Headers) -> None:
         self._connection = connection
-        self.url = url
         self.status = status
         self.headers = headers
         length = headers.get("content-length")
@@ -149,7 +148,6 @@ class Connection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._parser: Any = None
         self._head: asyncio.Future[Response] | None = None
-        self._url = ""
         self._header_list: list[tuple[bytes, bytes]] = []
         self._response: Response | None = None
         self._remaining: int | None = None  # of a sized body, once the head is parsed
@@ -164,10 +162,10 @@ class Connection(asyncio.Protocol):
 
     # The pool's side.
 
-    async def send(self, request: bytes, url: str) -> Response:
+    async def send(self, request: bytes) -> Response:
         assert self._transport is not None
         loop = asyncio.get_running_loop()
-        self._head, self._url = loop.create_future(), url
+        self._head = loop.create_future()
         self._parser = httptools.HttpResponseParser(self)
         self._header_list, self._response, self._remaining = [], None, None
         self.reusable = False  # until its body has been read to the end
@@ -204,8 +202,13 @@ class Connection(asyncio.Protocol):
         if self._transport is not None:
             self._transport.close()
 
-    def stalled(self, error: BaseException) -> None:
-        self._fail(error)
+    def fail(self, error: BaseException) -> None:
+        """End the request in progress with `error` (the head or the body) and close."""
+        if self._head is not None and not self._head.done():
+            self._head.set_exception(error)
+        elif self._response is not None:
+            self._response.set_exception(error)
+        self.close()
 
     def pause(self) -> None:
         if not self._paused and self._transport is not None:
@@ -243,9 +246,9 @@ class Connection(asyncio.Protocol):
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self._fail(aiohttp.ClientResponseError(_no_info(), (), message="Unexpected upgrade"))
+            self.fail(aiohttp.ClientResponseError(_no_info(), (), message="Unexpected upgrade"))
         except httptools.HttpParserError as exc:
-            self._fail(aiohttp.ClientResponseError(_no_info(), (), message=f"Bad response: {exc}"))
+            self.fail(aiohttp.ClientResponseError(_no_info(), (), message=f"Bad response: {exc}"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
@@ -281,7 +284,7 @@ class Connection(asyncio.Protocol):
         headers = Headers(
             {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in self._header_list}
         )
-        response = self._response = Response(self, self._url, status, headers)
+        response = self._response = Response(self, status, headers)
         self._keep_alive = parser.should_keep_alive()
         chunked = "chunked" in headers.get("transfer-encoding", "").lower()
         if response.content_length is not None and not chunked:
@@ -313,13 +316,6 @@ class Connection(asyncio.Protocol):
             and not transport.is_closing()
         )  # fmt: skip
         response._end()
-
-    def _fail(self, error: BaseException) -> None:
-        if self._head is not None and not self._head.done():
-            self._head.set_exception(error)
-        elif self._response is not None:
-            self._response.set_exception(error)
-        self.close()
 
 
 @functools.cache

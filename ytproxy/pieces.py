@@ -104,22 +104,13 @@ class PieceClient:
             request = request_line + headers.block + tail
             connection = await self._connection(origin)
             try:
-                response = await connection.send(request, url)
+                response = await _exchange(connection, request)
             except aiohttp.ServerDisconnectedError:
-                connection.close()
                 if not connection.reused:
                     raise
                 # The server closed the kept-alive connection as it was reused: a race
                 # every keep-alive client meets; the request was not read, so send it anew.
-                connection = await self._connect(origin)
-                try:
-                    response = await connection.send(request, url)
-                except BaseException:
-                    connection.close()
-                    raise
-            except BaseException:
-                connection.close()
-                raise
+                response = await _exchange(await self._connect(origin), request)
             if response.status not in _REDIRECTS or "Location" not in response.headers:
                 return response
             response.close()
@@ -165,7 +156,7 @@ class PieceClient:
         for connection in list(self._busy):
             since = connection.waiting_since
             if since is not None and now - since >= limit:
-                connection.stalled(UpstreamStalled(f"the upstream sent nothing for {limit:g} s"))
+                connection.fail(UpstreamStalled(f"the upstream sent nothing for {limit:g} s"))
         if self._busy and not self._closed:
             self._watchdog = asyncio.get_running_loop().call_later(limit / 4, self._watch)
 
@@ -259,6 +250,15 @@ class PieceClient:
         if self._tls is None:
             self._tls = ssl.create_default_context()
         return self._tls
+
+
+async def _exchange(connection: Connection, request: bytes) -> Response:
+    """Send `request` on `connection` and wait for the head; close it on any failure."""
+    try:
+        return await connection.send(request)
+    except BaseException:
+        connection.close()
+        raise
 
 
 @functools.lru_cache(maxsize=256)  # a download asks for the same URL piece after piece
