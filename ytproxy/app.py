@@ -149,7 +149,8 @@ async def _open(
     metrics.max_streams.set(settings.max_concurrent_streams)
     cache = open_cache(settings.redis_url, settings.cache_max_bytes)
     http = open_http_session(settings)
-    pieces = open_pieces(settings)
+    policy = AddressPolicy.from_settings(settings)
+    pieces = open_pieces(settings, policy)
     extractor = Extractor(settings, metrics)
     probes = Probes(settings)
     readiness = Readiness()
@@ -170,7 +171,7 @@ async def _open(
             pieces=pieces,
             extractor=extractor,
             signer=signer,
-            policy=AddressPolicy.from_settings(settings),
+            policy=policy,
             templates=templates,
             probes=probes,
         )

@@ -88,9 +88,9 @@ def open_http_session(settings: Settings) -> aiohttp.ClientSession:
     )
 
 
-def open_pieces(settings: Settings) -> PieceClient | None:
+def open_pieces(settings: Settings, policy: AddressPolicy) -> PieceClient | None:
     """The download relay's piece client (`pieces`), or None with `GLOBAL_PROXY`: it
     connects only directly, so through a proxy the session carries the pieces."""
     if settings.global_proxy is not None:
         return None
-    return PieceClient(AddressPolicy.from_settings(settings))
+    return PieceClient(policy)

@@ -22,8 +22,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
 
@@ -47,6 +47,7 @@ MAX_FAILURES = 6
 MAX_RENEWALS = 2
 _BACKOFF_BASE = 0.2
 _BACKOFF_MAX = 3.0
+R = TypeVar("R", aiohttp.ClientResponse, PieceResponse)
 # Errors that mean "the connection or the body broke": resume from the byte reached.
 NETWORK_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError)
 
@@ -105,13 +106,9 @@ class Upstream:
         self, url: str | None = None, *, byte_range: tuple[int, int | None] | None = None
     ) -> aiohttp.ClientResponse:
         """Send a GET (the format's URL unless `url`); the caller must release the response."""
-        try:
-            response = await self._http.get(url or self.url, headers=self._with_range(byte_range))
-        except NETWORK_ERRORS:
-            self._count("error")
-            raise
-        self._count(str(response.status))
-        return response
+        return await self._counted(
+            self._http.get(url or self.url, headers=self._with_range(byte_range))
+        )
 
     async def get_piece(self, byte_range: tuple[int, int | None]) -> PieceResponse:
         """A ranged GET of the format's URL, through the piece client when there is one
@@ -125,8 +122,12 @@ class Upstream:
                 self._piece_headers = _encoded(tuple(self._headers.items()))
             except ValueError:  # a line break in a header yt-dlp gave
                 raise UpstreamError("This format's request headers cannot be sent") from None
+        return await self._counted(self._pieces.get(self.url, self._piece_headers, byte_range))
+
+    async def _counted(self, sending: Awaitable[R]) -> R:
+        """The response `sending` gives, counted by its status (or as an error)."""
         try:
-            response = await self._pieces.get(self.url, self._piece_headers, byte_range)
+            response = await sending
         except NETWORK_ERRORS:
             self._count("error")
             raise
