@@ -21,8 +21,8 @@ measured from its parsed parts (when its reads together could pass the limit). T
 count is exact for a head that starts a socket read, which is every head except those
 a client pipelines behind another request in the same read: such a head is counted
 from the next read on, so it can pass the limit by one read (at most 256 KiB) before
-the 431. After a 431 the connection lingers for
-`_LINGER` seconds, dropping what arrives, so the client can read the answer.
+the 431. After a 431 the connection lingers for `_LINGER` seconds, dropping what
+arrives, so the client can read the answer.
 
 The event loop is asyncio's own, not uvloop (which uvicorn picks when it is
 installed, as it is here as a dependency of `uvicorn[standard]`). Measured on 2 cores
