@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import ssl
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -23,7 +24,7 @@ import pytest
 from aiohttp import web
 
 from tests.local_http import serving
-from ytproxy import pieces
+from ytproxy import http1, pieces
 from ytproxy.download.upstream import Upstream
 from ytproxy.errors import UpstreamError
 from ytproxy.http1 import Response
@@ -129,6 +130,26 @@ async def test_pieces_one_after_another_share_one_kept_alive_connection() -> Non
             assert pieces_client.idle() == 1 and pieces_client.busy() == 0
         assert received == DATA
         assert len(peers) == 3 and len(set(peers)) == 1
+
+
+async def test_a_piece_connection_receives_into_a_fixed_large_buffer_when_allowed() -> None:
+    """Bulk relays run faster with the fixed receive buffer than with the kernel's
+    auto-tuned one (`make bench`'s bulk row); this holds the setting itself."""
+    rmem_max = int(Path("/proc/sys/net/core/rmem_max").read_text())
+    async with serving(ranged_app([])) as base, client() as pieces_client:
+        response = await pieces_client.get(base + "/file", HEADERS, (0, 999))
+        sock = cast(Any, response)._connection._transport.get_extra_info("socket")
+        booked = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        assert await body_of(response) == DATA[:1000]
+        response.release()
+    if rmem_max >= http1.RECEIVE_BUFFER:  # Linux books twice what was asked
+        assert booked >= http1.RECEIVE_BUFFER
+    else:  # left to auto-tuning, which starts at tcp_rmem's default
+        assert booked < http1.RECEIVE_BUFFER
+    # The decision itself, for a kernel that allows it and one that caps it.
+    assert http1.fixed_receive_buffer(4 * 1024 * 1024) == http1.RECEIVE_BUFFER
+    assert http1.fixed_receive_buffer(212_992) is None
+    assert http1.fixed_receive_buffer(None) is None
 
 
 async def test_a_body_is_byte_exact_whether_sized_chunked_or_ended_by_the_close() -> None:
