@@ -65,6 +65,14 @@ def test_health_reports_an_unreachable_pot_provider_as_degraded(app_server, sett
     assert body["components"]["pot_provider"]["reachable"] is False
 
 
+def test_answers_do_not_name_the_server_software(app_server, settings) -> None:
+    server = app_server(settings)
+    for path in ("/health", "/", "/no-such-page"):
+        response = httpx.get(server.url(path))
+        assert "server" not in response.headers, path
+        assert response.headers["date"]  # uvicorn's Date stays (RFC 9110 wants one)
+
+
 def test_ready_answers_once_started(app_server, settings) -> None:
     server = app_server(settings)
     response = httpx.get(server.url("/ready"))

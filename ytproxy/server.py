@@ -82,6 +82,9 @@ def uvicorn_config(
         access_log=logging.getLevelName(settings.log_level) <= logging.INFO,
         proxy_headers=True,
         forwarded_allow_ips=settings.forwarded_allow_ips,
+        # No `server: uvicorn` on every answer: it tells a prober the software, and
+        # costs each small download a header.
+        server_header=False,
         timeout_graceful_shutdown=graceful_shutdown,
     )
 
