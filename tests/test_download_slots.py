@@ -27,6 +27,8 @@ from tests.apps import AppServer
 from tests.origin import Media, Origin
 from tests.test_download_cleanup import fd_count, ffmpeg_count, settle, state, task_count
 from ytproxy.download.links import download_path
+from ytproxy.download.transfers import Transfers
+from ytproxy.metrics import Metrics
 from ytproxy.settings import Settings
 
 BIG = 32 * 1024 * 1024
@@ -229,3 +231,12 @@ def test_a_stalled_merge_is_ended_and_its_ffmpeg_killed(
     settle(server)
     assert state(server) == (0, 0)
     assert ffmpeg_count(server) == 0
+
+
+def test_transfer_ids_are_unique_and_differ_between_registries(settings: Settings) -> None:
+    first, second = Transfers(settings, Metrics()), Transfers(settings, Metrics())
+    ids = {first.probe("single", ["18"], "t").id for _ in range(1000)}
+    assert len(ids) == 1000
+    # A fresh registry (a restarted gateway) does not give the ids the last one gave.
+    assert Transfers(settings, Metrics()).probe("single", ["18"], "t").id not in ids
+    assert second.probe("single", ["18"], "t").id not in ids

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import logging
 import secrets
 import time
@@ -147,6 +148,11 @@ class Transfers:
         self._children: Counter[str] = Counter()
         self._closing = False
         self._watchdog: asyncio.Task[None] | None = None
+        # Ids: this registry's random prefix and a serial number. Unique in the process
+        # without a system call per download; the prefix keeps a merge's part link made
+        # before a restart from naming a transfer begun after it.
+        self._prefix = secrets.token_hex(4)
+        self._serial = itertools.count(1)
         # Read when scraped, rather than counted up and down by every download.
         metrics.active_downloads.set_function(self.count)
 
@@ -188,7 +194,7 @@ class Transfers:
         elif self._closing:
             raise _shutting_down()
         transfer = Transfer(
-            secrets.token_hex(6), mode, formats, title, parent, registry=self, client=client
+            self._new_id(), mode, formats, title, parent, registry=self, client=client
         )
         self._active[transfer.id] = transfer
         if parent is not None:
@@ -201,7 +207,10 @@ class Transfers:
 
     def probe(self, mode: str, formats: list[str], title: str) -> Transfer:
         """An unregistered transfer, for HEAD requests: not limited, listed or counted."""
-        return Transfer(secrets.token_hex(6), mode, formats, title)
+        return Transfer(self._new_id(), mode, formats, title)
+
+    def _new_id(self) -> str:
+        return f"{self._prefix}{next(self._serial):x}"
 
     def get(self, transfer_id: str) -> Transfer | None:
         return self._active.get(transfer_id)
