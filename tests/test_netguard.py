@@ -266,7 +266,10 @@ async def test_the_session_follows_at_most_five_redirects() -> None:
     app = web.Application()
     app.router.add_get("/r/{left}", hop)
     settings = Settings.from_env({"ALLOW_PRIVATE_NETWORKS": "true"})
-    async with serving(app) as base, open_http_session(settings) as session:
+    async with (
+        serving(app) as base,
+        open_http_session(settings, AddressPolicy.from_settings(settings)) as session,
+    ):
         url = f"{base}/r/{{}}"
         async with session.get(url.format(MAX_REDIRECTS)) as arrived:
             assert await arrived.text() == "arrived"

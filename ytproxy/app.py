@@ -148,10 +148,11 @@ async def _open(
     metrics.info.labels(__version__, YTDLP_VERSION).set(1)
     metrics.max_streams.set(settings.max_concurrent_streams)
     cache = open_cache(settings.redis_url, settings.cache_max_bytes)
-    http = open_http_session(settings)
+    # One address policy for every outbound client: the session, the piece client, yt-dlp.
     policy = AddressPolicy.from_settings(settings)
+    http = open_http_session(settings, policy)
     pieces = open_pieces(settings, policy)
-    extractor = Extractor(settings, metrics)
+    extractor = Extractor(settings, metrics, policy=policy)
     probes = Probes(settings)
     readiness = Readiness()
     async with contextlib.AsyncExitStack() as stack:

@@ -71,13 +71,12 @@ def readiness(conn: HTTPConnection) -> Readiness:
 READ_BUFSIZE = 1024 * 1024
 
 
-def open_http_session(settings: Settings) -> aiohttp.ClientSession:
+def open_http_session(settings: Settings, policy: AddressPolicy) -> aiohttp.ClientSession:
     """The app's one outbound HTTP session; all relay traffic goes through the proxy.
 
-    Its connector refuses private addresses at connect time (`netguard`), on every
-    redirect hop, of which there may be at most `netguard.MAX_REDIRECTS`."""
+    Its connector refuses the addresses `policy` refuses at connect time (`netguard`),
+    on every redirect hop, of which there may be at most `netguard.MAX_REDIRECTS`."""
     timeout = aiohttp.ClientTimeout(total=None, connect=10, sock_connect=10, sock_read=30)
-    policy = AddressPolicy.from_settings(settings)
     proxy = settings.global_proxy
     return aiohttp.ClientSession(
         connector=guarded_connector(settings, policy),

@@ -162,7 +162,11 @@ class _Logger:
 
 
 class Extractor:
-    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+    def __init__(
+        self, settings: Settings, metrics: Metrics, *, policy: AddressPolicy | None = None
+    ) -> None:
+        """`policy` holds yt-dlp's requests (the app's own; built from `settings` when
+        none is given, as for a standalone extractor)."""
         self._settings = settings
         self._metrics = metrics
         threads = settings.max_concurrent_ytdlp_requests
@@ -172,7 +176,7 @@ class Extractor:
             "live": asyncio.Semaphore(threads),
         }
         self.calls = 0
-        policy = AddressPolicy.from_settings(settings)
+        policy = policy or AddressPolicy.from_settings(settings)
         # Plain yt-dlp when private networks are allowed; otherwise every request it
         # makes is held to the address policy (see ytdl_network).
         self._ydl_class: type[yt_dlp.YoutubeDL] = (
