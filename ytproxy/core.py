@@ -30,6 +30,7 @@ from .pieces import PieceClient
 from .probes import Probes
 from .settings import Settings
 from .signing import Signer
+from .upstream import CONNECT_TIMEOUT, READ_BUFFER, READ_TIMEOUT
 from .web import Templates
 
 
@@ -64,26 +65,21 @@ def readiness(conn: HTTPConnection) -> Readiness:
     return found if isinstance(found, Readiness) else Readiness()
 
 
-# What the session buffers of a response body before it stops reading the socket.
-# aiohttp's default, 64 KiB, is a quarter of a relay block (CHUNK_SIZE), so the socket
-# would be paused and resumed within every block. (Set together with the read_block
-# change; its own effect was not measured apart.)
-READ_BUFSIZE = 1024 * 1024
-
-
 def open_http_session(settings: Settings, policy: AddressPolicy) -> aiohttp.ClientSession:
     """The app's one outbound HTTP session; all relay traffic goes through the proxy.
 
     Its connector refuses the addresses `policy` refuses at connect time (`netguard`),
     on every redirect hop, of which there may be at most `netguard.MAX_REDIRECTS`."""
-    timeout = aiohttp.ClientTimeout(total=None, connect=10, sock_connect=10, sock_read=30)
+    timeout = aiohttp.ClientTimeout(
+        total=None, connect=CONNECT_TIMEOUT, sock_connect=CONNECT_TIMEOUT, sock_read=READ_TIMEOUT
+    )
     proxy = settings.global_proxy
     return aiohttp.ClientSession(
         connector=guarded_connector(settings, policy),
         timeout=timeout,
         proxy=None if proxy is None or proxy.startswith("socks") else proxy,
         trace_configs=[redirect_limit()],
-        read_bufsize=READ_BUFSIZE,
+        read_bufsize=READ_BUFFER,
     )
 
 

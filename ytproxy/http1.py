@@ -44,7 +44,8 @@ import httptools
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-READ_BUFFER = 1024 * 1024  # core.READ_BUFSIZE
+from .upstream import READ_BUFFER
+
 RECEIVE_BUFFER = 2 * 1024 * 1024  # the socket's SO_RCVBUF (see the module docstring)
 
 Origin = tuple[str, str, int]  # scheme, host, port

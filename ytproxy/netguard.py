@@ -42,6 +42,7 @@ import aiohttp
 from aiohttp.abc import ResolveResult
 
 from .errors import Forbidden
+from .upstream import DNS_TTL, KEEPALIVE_TIMEOUT
 
 if TYPE_CHECKING:
     from aiohttp.tracing import Trace
@@ -216,7 +217,9 @@ def guarded_connector(settings: Settings, policy: AddressPolicy) -> aiohttp.Base
             _proxied_by_connector = True
 
         return GuardedProxyConnector.from_url(proxy, limit=0, rdns=True)
-    return GuardedConnector(policy, limit=0, ttl_dns_cache=300)
+    return GuardedConnector(
+        policy, limit=0, ttl_dns_cache=DNS_TTL, keepalive_timeout=KEEPALIVE_TIMEOUT
+    )
 
 
 def redirect_limit(limit: int = MAX_REDIRECTS) -> aiohttp.TraceConfig:

@@ -11,21 +11,21 @@ parser copies every body block once more. `PieceClient` does only what a piece n
 - one request at a time per connection, connections kept alive in a pool per
   (scheme, host, port): at most `IDLE_PER_ORIGIN` idle ones, each closed after
   `IDLE_TIMEOUT` seconds unused;
-- names resolved with the loop's `getaddrinfo` (remembered `DNS_TTL` seconds), and
-  every address checked by the app's `netguard.AddressPolicy` before it is connected to,
-  as the session's connector does; a redirect (at most `netguard.MAX_REDIRECTS`) is a
-  new request, so its target is checked again;
+- names resolved with the loop's `getaddrinfo` (remembered `upstream.DNS_TTL`
+  seconds), and every address checked by the app's `netguard.AddressPolicy` before it
+  is connected to, as the session's connector does; a redirect (at most
+  `netguard.MAX_REDIRECTS`) is a new request, so its target is checked again;
 - `https` with the default verified TLS context (or the one given) and SNI;
 - each connection is an `http1.Connection`: the head parsed by httptools, a body of
   `Content-Length` bytes handed on as the socket delivered it, without a copy, and
-  reading paused while `http1.READ_BUFFER` bytes wait for the relay (as the session's
+  reading paused while `upstream.READ_BUFFER` bytes wait for the relay (as the session's
   `read_bufsize`);
 - a head, or a read of the body, that has waited `stall_timeout` seconds
-  (`STALL_TIMEOUT`, the session's read timeout) fails with `UpstreamStalled`, so the
-  relay resumes from the byte reached. One timer watches every request, where
-  aiohttp's `sock_read` cancels and re-arms a timer on each socket read (6.8% of the
-  gateway's CPU in a profile of bulk relays); time the relay spends sending to a slow
-  client is not waiting, so the upstream is not blamed for it.
+  (`STALL_TIMEOUT`: `upstream.READ_TIMEOUT`, the session's read timeout) fails with
+  `UpstreamStalled`, so the relay resumes from the byte reached. One timer watches
+  every request, where aiohttp's `sock_read` cancels and re-arms a timer on each
+  socket read (6.8% of the gateway's CPU in a profile of bulk relays); time the relay
+  spends sending to a slow client is not waiting, so the upstream is not blamed for it.
 
 Errors are aiohttp's types (`ClientConnectionError`, `ServerDisconnectedError`,
 `ClientPayloadError`), a refused address `netguard.ForbiddenAddress`, so the relay
@@ -52,14 +52,13 @@ from yarl import URL
 
 from .http1 import Connection, Origin, Response
 from .netguard import MAX_REDIRECTS, AddressPolicy, TooManyRedirects
+from .upstream import CONNECT_TIMEOUT, DNS_TTL, KEEPALIVE_TIMEOUT, READ_TIMEOUT
 
 log = logging.getLogger(__name__)
 
 IDLE_PER_ORIGIN = 256
-IDLE_TIMEOUT = 15.0  # aiohttp's keepalive_timeout
-DNS_TTL = 300.0  # the session's ttl_dns_cache
-CONNECT_TIMEOUT = 10.0  # the session's connect timeout
-STALL_TIMEOUT = 30.0  # the session's sock_read
+IDLE_TIMEOUT = KEEPALIVE_TIMEOUT  # module attributes, so tests can shorten them
+STALL_TIMEOUT = READ_TIMEOUT
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 # Request headers a redirect to another origin does not carry (as aiohttp and requests).
 _PRIVATE_HEADERS = frozenset({"authorization", "cookie"})

@@ -31,6 +31,13 @@ and their bodies.
 
 - `PieceResponse`: what the relays use of a streamed response, whether aiohttp's
   `ClientResponse` or the piece client's (`http1.Response`).
+- The limits both outbound HTTP clients keep, the app's aiohttp session
+  (`core.open_http_session`) and the download relay's piece client (`pieces`), so the
+  two behave alike: `CONNECT_TIMEOUT`, `READ_TIMEOUT` (a head or body read waiting
+  that long is a stall), `DNS_TTL`, `KEEPALIVE_TIMEOUT` and `READ_BUFFER` (what a
+  response buffers before its socket is paused; aiohttp's default, 64 KiB, is a
+  quarter of a relay block, `CHUNK_SIZE`, so the socket would be paused and resumed
+  within every block).
 
 It does not retry, decode, release responses or stream: media bodies are relayed in
 fixed-size pieces by the relays, never read whole. Errors raised from here never carry
@@ -50,6 +57,13 @@ import aiohttp
 from starlette.types import Receive, Scope
 
 from .errors import UpstreamError
+
+# The outbound clients' limits (see the module docstring).
+CONNECT_TIMEOUT = 10.0  # seconds
+READ_TIMEOUT = 30.0  # seconds
+DNS_TTL = 300  # seconds
+KEEPALIVE_TIMEOUT = 15.0  # seconds; aiohttp's own default
+READ_BUFFER = 1024 * 1024  # bytes
 
 # A scope extension of `server.HeadLimitProtocol`: `scope["extensions"][...](callback)`
 # registers a callback for the client's connection being lost and returns the function

@@ -14,7 +14,7 @@
 
 Nothing here writes to disk, and nothing holds more than a few `CHUNK_SIZE` blocks
 per transfer, plus what the app's HTTP session buffers of an upstream body (at most
-twice `core.READ_BUFSIZE`) before it stops reading the socket.
+twice `ytproxy.upstream.READ_BUFFER`) before it stops reading the socket.
 """
 
 from __future__ import annotations
