@@ -194,6 +194,17 @@ async def test_an_interim_answer_is_skipped_for_the_final_one() -> None:
         assert pieces_client.idle() == 1
 
 
+async def test_an_unparsable_answer_fails_naming_only_the_origin() -> None:
+    garbage = answer(b"HTTP/1.1 2x0 Nope\r\n\r\n", close=False)
+    async with raw_server(garbage) as base, client() as pieces_client:
+        with pytest.raises(aiohttp.ClientResponseError) as caught:
+            await pieces_client.get(base + "/file?sig=secret", HEADERS, (0, 9))
+        assert pieces_client.busy() == 0 and pieces_client.idle() == 0
+    assert str(caught.value.request_info.url) == base
+    assert "Bad response" in caught.value.message
+    assert "secret" not in str(caught.value) + repr(caught.value.request_info)
+
+
 async def test_a_body_cut_short_gives_what_arrived_then_a_payload_error() -> None:
     cut = answer(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabcd", close=True)
     async with raw_server(cut) as base, client() as pieces_client:

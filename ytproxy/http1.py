@@ -277,9 +277,9 @@ class Connection(asyncio.Protocol):
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self.fail(aiohttp.ClientResponseError(_no_info(), (), message="Unexpected upgrade"))
+            self.fail(_unparsable(self.origin, "Unexpected upgrade"))
         except httptools.HttpParserError as exc:
-            self.fail(aiohttp.ClientResponseError(_no_info(), (), message=f"Bad response: {exc}"))
+            self.fail(_unparsable(self.origin, f"Bad response: {exc}"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._lost = True
@@ -349,6 +349,10 @@ class Connection(asyncio.Protocol):
         response._end()
 
 
-@functools.cache
-def _no_info() -> Any:
-    return aiohttp.RequestInfo(URL("http://upstream/"), "GET", CIMultiDictProxy(CIMultiDict()))
+def _unparsable(origin: Origin, message: str) -> aiohttp.ClientResponseError:
+    """aiohttp's error for a response that cannot be parsed, naming the origin only (a
+    media URL's path and query hold its signature)."""
+    scheme, host, port = origin
+    url = URL.build(scheme=scheme, host=host, port=port)
+    info = aiohttp.RequestInfo(url, "GET", CIMultiDictProxy(CIMultiDict()))
+    return aiohttp.ClientResponseError(info, (), message=message)
