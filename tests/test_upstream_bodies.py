@@ -12,11 +12,14 @@ is exercised through the real app (uvicorn on a socket), as in
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import aiohttp
 import httpx
 import pytest
+import uvicorn
 from aiohttp import web
 
 from tests.apps import AppServer
@@ -24,6 +27,7 @@ from tests.local_http import serving
 from tests.test_download_upstreams import SEGMENTS, link, publish
 from ytproxy.live.upstream import fetch_text
 from ytproxy.metrics import Metrics
+from ytproxy.server import uvicorn_config
 from ytproxy.settings import Settings
 from ytproxy.upstream import (
     DISCONNECT_EXTENSION,
@@ -298,3 +302,37 @@ async def test_client_watch_uses_the_servers_disconnect_extension() -> None:
     async with ClientWatch(server.receive, scope) as watch:
         await asyncio.sleep(0)
     assert not watch.left and not server.callbacks  # unregistered at the end
+
+
+async def test_a_watch_begun_after_the_client_left_hears_it_from_the_real_server(
+    settings: Settings,
+) -> None:
+    """The server's extension, when the connection is already lost as a response
+    begins watching (the client left while the app was busy before it)."""
+    outcome: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        assert (await receive())["type"] == "http.request"
+        assert (await receive())["type"] == "http.disconnect"  # gone before the watch
+        async with ClientWatch(receive, scope) as watch:
+            await asyncio.sleep(30)
+        outcome.set_result(watch.left)
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn_config(app, settings, graceful_shutdown=1))
+    serving_task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        while not server.started:
+            await asyncio.sleep(0.01)
+        _, writer = await asyncio.open_connection(*sock.getsockname())
+        writer.write(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        await writer.drain()
+        writer.close()
+        # A hang guard, not a timing claim: without the callback the block sleeps 30 s.
+        assert await asyncio.wait_for(outcome, 10) is True
+    finally:
+        server.should_exit = True
+        await serving_task
