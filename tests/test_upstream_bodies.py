@@ -6,7 +6,9 @@ in many small chunked writes, or chunked and far bigger than any playlist, or wi
 `Content-Length` that announces too much and then nothing at all. The download relay
 is exercised through the real app (uvicorn on a socket), as in
 `test_download_upstreams.py`. `ClientWatch` is held to its three cases with an ASGI
-`receive` that disconnects on demand.
+`receive` that disconnects on demand, and to the server's disconnect extension: a
+stand-in that loses the connection on demand, and the real server (uvicorn with
+`server.uvicorn_config`) for a connection lost before the watch began.
 """
 
 from __future__ import annotations
