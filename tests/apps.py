@@ -83,7 +83,8 @@ class AppServer:
     @property
     def state(self) -> dict[str, Any]:
         """The lifespan state (uvicorn keeps it for the requests it copies it into)."""
-        return self._server.lifespan.state
+        state: dict[str, Any] = self._server.lifespan.state
+        return state
 
     @property
     def core(self) -> Core:
