@@ -13,8 +13,9 @@ On this machine, in this run, loopback only:
 
 Figures: bulk MB/s of a `curl` download (`BENCH_BULK_MIB`, default 1024 MiB); a
 100 KiB file's req/s and p99 with `wrk -t2 -c100`; each the median of `BENCH_REPEAT`
-runs (default 3; the p99 is that of the run with the median rate), the paths taking
-turns, because one run on a shared machine can be off by half; with the small file,
+runs (default 5; the p99 is that of the run with the median rate), the paths taking
+turns, because one run on a shared machine can be off by half (with three, the
+ratios of six runs of one build spread from 0.78x to 1.08x); with the small file,
 the relay process's CPU time per request (user + system over the wrk run, divided by
 the requests served), which the machine's other load moves far less than rates: the
 relays are CPU-bound, so the rate is about one over it; for the live relay,
@@ -50,7 +51,7 @@ MIB = 1024 * 1024
 BULK_MIB = int(os.environ.get("BENCH_BULK_MIB", "1024"))
 SMALL = 100 * 1024
 WRK_SECONDS = int(os.environ.get("BENCH_WRK_SECONDS", "10"))
-REPEAT = int(os.environ.get("BENCH_REPEAT", "3"))
+REPEAT = int(os.environ.get("BENCH_REPEAT", "5"))
 VIEWERS = 500
 
 _NGINX_CONF = """\
