@@ -14,8 +14,8 @@ On this machine, in this run, loopback only:
 Figures: bulk MB/s of a `curl` download (`BENCH_BULK_MIB`, default 1024 MiB); a
 100 KiB file's req/s and p99 with `wrk -t2 -c100`; each the median of `BENCH_REPEAT`
 runs (default 5; the p99 is that of the run with the median rate), the paths taking
-turns, because one run on a shared machine can be off by half (with three, the
-ratios of six runs of one build spread from 0.78x to 1.08x); with the small file,
+turns, because one run on a shared machine can be off by half (with three, two
+runs of one build gave 0.87x and 0.78x the bare relay's rate); with the small file,
 the relay process's CPU time per request (user + system over the wrk run, divided by
 the requests served), which the machine's other load moves far less than rates: the
 relays are CPU-bound, so the rate is about one over it; for the live relay,
