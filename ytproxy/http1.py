@@ -15,9 +15,10 @@ returned before an error is raised), `release()` and `close()`. Reading pauses w
 `READ_BUFFER` bytes wait.
 
 Each connection's socket receives into a fixed `RECEIVE_BUFFER` (2 MiB; the kernel
-books twice that) instead of the kernel's auto-tuned one: relaying 1 GiB from nginx
-over loopback, it took the gateway's CPU from 640-730 to 450-580 ms and its rate from
-~1.5 to ~1.9-2.1 GB/s in interleaved runs (`make bench`'s bulk row). The buffer is
+books twice that) instead of the kernel's auto-tuned one: relaying 1 GiB downloads
+from nginx over loopback, in interleaved runs (16 downloads without, 8 with), the
+gateway's CPU per GiB went from a median of 685 ms to 525 ms and its rate from ~1.5 to
+~2.0 GB/s (`make bench`'s bulk row). The buffer is
 filled only while the relay is behind, so a download costs at most that much kernel
 memory (`MAX_CONCURRENT_DOWNLOADS` x 4 MiB at worst; 40 MiB by default). Where the
 kernel caps buffers below that (`net.core.rmem_max`; Linux's default is 208 KiB), the
