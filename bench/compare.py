@@ -18,7 +18,10 @@ turns, because one run on a shared machine can be off by half (with three, two
 runs of one build gave 0.87x and 0.78x the bare relay's rate); with the small file,
 the relay process's CPU time per request (user + system over the wrk run, divided by
 the requests served), which the machine's other load moves far less than rates: the
-relays are CPU-bound, so the rate is about one over it; for the live relay,
+relays are CPU-bound, so the rate is about one over it, and its page faults per
+request (`minflt`: pages the kernel had to map and zero, which an allocator that gives
+memory back and takes it again under load pays for on every request, and which no
+neighbour on the machine moves); for the live relay,
 cached-segment req/s with `wrk -t2 -c100` on one segment URL and segment TTFB p50/p99
 at 500 viewers (`bench.live_fanout`'s players); the gateway's peak RSS relaying
 100 MiB and 4 GiB (`bench.download`'s synthetic upstream). Ratios are ytproxy over the
@@ -116,10 +119,11 @@ def curl_mbps(url: str) -> float:
 
 def wrk(
     url: str, seconds: int = WRK_SECONDS, pid: int | None = None
-) -> tuple[float, float, str, float]:
-    """(req/s, p99 ms, a note on errors, CPU µs per request of process `pid` or NaN) of
-    `wrk -t2 -c100` on `url`."""
+) -> tuple[float, float, str, float, float]:
+    """(req/s, p99 ms, a note on errors, CPU µs and page faults per request of process
+    `pid` or NaN) of `wrk -t2 -c100` on `url`."""
     before = cpu_seconds(pid) if pid is not None else 0.0
+    faults_before = minor_faults(pid) if pid is not None else 0
     out = subprocess.run(
         ["wrk", "-t2", "-c100", f"-d{seconds}s", "--latency", url],
         check=True, capture_output=True, text=True, timeout=seconds + 60,
@@ -129,17 +133,29 @@ def wrk(
     scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
     p99_ms = float(p99.group(1)) * scale[p99.group(2)] if p99 else float("nan")
     errors = re.findall(r"(Non-2xx or 3xx responses: \d+|Socket errors: [^\n]+)", out)
-    cpu = float("nan")
+    cpu = faults = float("nan")
     if pid is not None:
         served = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
         cpu = (cpu_seconds(pid) - before) / served * 1e6
-    return rate, p99_ms, "; ".join(errors), cpu
+        faults = (minor_faults(pid) - faults_before) / served
+    return rate, p99_ms, "; ".join(errors), cpu, faults
 
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of process `pid` so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    fields = _stat(pid)
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def minor_faults(pid: int) -> int:
+    """Page faults of process `pid` so far that needed no disk (pages the kernel had to
+    map and zero: memory given back and taken again shows here)."""
+    return int(_stat(pid)[7])
+
+
+def _stat(pid: int) -> list[str]:
+    """/proc/<pid>/stat's fields from the third (state) on."""
+    return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
 
 
 class Row:
@@ -150,6 +166,7 @@ class Row:
         self.p99 = float("nan")
         self.note = ""
         self.cpu = float("nan")  # µs per 100 KiB request
+        self.faults = float("nan")  # page faults per 100 KiB request
 
 
 def main() -> None:
@@ -222,7 +239,7 @@ def _measure(
     for _, small_url in urls:
         wrk(small_url, 2)  # warm-up: connections, caches
     bulk: list[list[float]] = [[] for _ in rows]
-    small: list[list[tuple[float, float, str, float]]] = [[] for _ in rows]
+    small: list[list[tuple[float, float, str, float, float]]] = [[] for _ in rows]
     pids = [None, bare_pid, pid]  # nginx's work is in its worker: not measured
     for _ in range(REPEAT):  # the paths take turns, so a noisy minute hits them all
         for n, (bulk_url, small_url) in enumerate(urls):
@@ -230,9 +247,10 @@ def _measure(
             small[n].append(wrk(small_url, pid=pids[n]))
     for n, row in enumerate(rows):
         row.bulk = statistics.median(bulk[n])
-        row.small, row.p99, row.note, _ = sorted(small[n])[len(small[n]) // 2]
+        row.small, row.p99, row.note, _, _ = sorted(small[n])[len(small[n]) // 2]
         if pids[n] is not None:
             row.cpu = statistics.median(run[3] for run in small[n])
+            row.faults = statistics.median(run[4] for run in small[n])
 
     live = _live(base)
     viewers = asyncio.run(run_round(base, "fan", VIEWERS))[1]
@@ -277,23 +295,27 @@ def _print(
     nginx, bare, ours = rows
     print(f"\nloopback, one run, medians of {REPEAT}; bulk = a {BULK_MIB} MiB download "
           f"with curl; small = 100 KiB with wrk -t2 -c100 -d{WRK_SECONDS}s\n")  # fmt: skip
-    print("| path | bulk MB/s | 100 KiB req/s | 100 KiB p99 | 100 KiB CPU per request |")
-    print("|---|---:|---:|---:|---:|")
+    print("| path | bulk MB/s | 100 KiB req/s | 100 KiB p99 | 100 KiB CPU per request "
+          "| page faults per request |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|")
     for row in rows:
-        cpu = "" if row.cpu != row.cpu else f"{row.cpu:,.0f} µs"  # NaN: not measured
-        print(f"| {row.name} | {row.bulk:,.0f} | {row.small:,.0f} | {row.p99:.1f} ms | {cpu} |")
+        measured = row.cpu == row.cpu  # NaN: not measured
+        cpu = f"{row.cpu:,.0f} µs" if measured else ""
+        faults = f"{row.faults:.1f}" if measured else ""
+        print(f"| {row.name} | {row.bulk:,.0f} | {row.small:,.0f} | {row.p99:.1f} ms | {cpu} "
+              f"| {faults} |")  # fmt: skip
     print(f"| **ytproxy / nginx static** | **{ours.bulk / nginx.bulk:.2f}×** | "
-          f"{ours.small / nginx.small:.2f}× | {ours.p99 / nginx.p99:.1f}× | |")  # fmt: skip
+          f"{ours.small / nginx.small:.2f}× | {ours.p99 / nginx.p99:.1f}× | | |")  # fmt: skip
     print(f"| **ytproxy / bare relay** | {ours.bulk / bare.bulk:.2f}× | "
           f"**{ours.small / bare.small:.2f}×** | **{ours.p99 / bare.p99:.2f}×** | "
-          f"{ours.cpu / bare.cpu:.2f}× |")  # fmt: skip
+          f"{ours.cpu / bare.cpu:.2f}× | |")  # fmt: skip
     rate, p99, note = live
-    print(f"| live: cached segment, wrk -c100 | | {rate:,.0f} | {p99:.1f} ms | |")
+    print(f"| live: cached segment, wrk -c100 | | {rate:,.0f} | {p99:.1f} ms | | |")
     p50v, p99v = percentile(ttfb, 0.5) * 1000, percentile(ttfb, 0.99) * 1000
     print(f"| live: segment TTFB at {VIEWERS} viewers (p50 / p99) | | | "
-          f"{p50v:.1f} / {p99v:.1f} ms | |")  # fmt: skip
+          f"{p50v:.1f} / {p99v:.1f} ms | | |")  # fmt: skip
     sizes = " → ".join(f"{mib:,} MiB: {peak:.0f} MiB" for mib, peak in rss)
-    print(f"| gateway peak RSS relaying {sizes} | | | | |")
+    print(f"| gateway peak RSS relaying {sizes} | | | | | |")
     for row in rows:
         if row.note:
             print(f"note: {row.name}: {row.note}")
