@@ -191,3 +191,17 @@ async def test_ready_is_503_until_start_up_has_finished(settings) -> None:
         response = await client.get("/ready")
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "not_ready"
+
+
+def test_the_c_allocator_is_tuned_where_it_is_glibc() -> None:
+    """`python app.py` keeps freed heap for reuse (cli.tune_malloc); on this glibc
+    machine both settings must take (mallopt answers 0 to a refused one)."""
+    import ctypes
+    import platform
+
+    from ytproxy.cli import tune_malloc
+
+    glibc = platform.libc_ver()[0] == "glibc"
+    assert tune_malloc() is glibc
+    if glibc:
+        assert hasattr(ctypes.CDLL(None), "mallopt")
