@@ -18,9 +18,9 @@ given back to the kernel (trimmed past 128 KiB free) and grown again under load,
 the same pages were faulted in and zeroed over and over: 10-24 page faults per small
 download under `wrk -c100` (the process's `minflt`). Keeping up to `MALLOC_TRIM`
 (32 MiB) free at the top of the heap, with blocks under `MALLOC_MMAP` (4 MiB) taken
-from it rather than mapped one by one, brought that to 0.3. The memory stays in the
-process after a burst (at most `MALLOC_TRIM` above what is in use); its peak is
-unchanged (`make bench` prints both).
+from it rather than mapped one by one, brought that under 0.5 (0.0 in `make bench`).
+The memory stays in the process after a burst (at most `MALLOC_TRIM` above what is in
+use); its peak is unchanged (`make bench` prints the faults and the peak).
 """
 
 from __future__ import annotations
