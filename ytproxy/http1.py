@@ -18,11 +18,13 @@ Each connection's socket receives into a fixed `RECEIVE_BUFFER` (2 MiB; the kern
 books twice that) instead of the kernel's auto-tuned one: relaying 1 GiB downloads
 from nginx over loopback, in interleaved runs (16 downloads without, 8 with), the
 gateway's CPU per GiB went from a median of 685 ms to 525 ms and its rate from ~1.5 to
-~2.0 GB/s (`make bench`'s bulk row). The buffer is
-filled only while the relay is behind, so a download costs at most that much kernel
-memory (`MAX_CONCURRENT_DOWNLOADS` x 4 MiB at worst; 40 MiB by default). Where the
-kernel caps buffers below that (`net.core.rmem_max`; Linux's default is 208 KiB), the
-auto-tuned buffer is kept: a capped fixed one would be smaller than what it turns off.
+~2.0 GB/s (`make bench`'s bulk row). The buffer is filled only while the relay is
+behind, so a connection costs at most that much kernel memory: 4 MiB per download at
+worst, 8 MiB per merge (it reads two inputs), 40 to 80 MiB with the default
+`MAX_CONCURRENT_DOWNLOADS` of 10. Where the kernel caps buffers below that
+(`net.core.rmem_max`; Linux's default is 208 KiB), the auto-tuned buffer is kept: a
+capped fixed one would be smaller than what it turns off. Which of the two applies is
+decided once, at the first connection.
 
 Errors are aiohttp's types: `ServerDisconnectedError` before the head,
 `ClientPayloadError` for a body cut short, `ClientResponseError` for a response that
@@ -58,11 +60,13 @@ def fixed_receive_buffer(rmem_max: int | None) -> int | None:
 
 
 @functools.cache
-def _rmem_max() -> int | None:
+def _receive_buffer() -> int | None:
+    """The fixed buffer for this machine's kernel, decided once (at the first connection)."""
     try:
-        return int(Path("/proc/sys/net/core/rmem_max").read_text())
+        rmem_max: int | None = int(Path("/proc/sys/net/core/rmem_max").read_text())
     except (OSError, ValueError):
-        return None
+        rmem_max = None
+    return fixed_receive_buffer(rmem_max)
 
 
 class Pool(Protocol):
@@ -253,7 +257,7 @@ class Connection(asyncio.Protocol):
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
         sock = transport.get_extra_info("socket")
-        size = fixed_receive_buffer(_rmem_max())
+        size = _receive_buffer()
         if sock is not None and size is not None:
             # After connecting: the window scale was set at SYN from tcp_rmem's maximum.
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
