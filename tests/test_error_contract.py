@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 import pytest
+from starlette.responses import Response
 
 from ytproxy import app
 from ytproxy.analyse.endpoints import MAX_BODY
@@ -202,6 +203,30 @@ def test_hot_routes_answer_errors_like_every_other_route(guarded) -> None:
         assert fragment.headers["content-type"].startswith("text/html")
         assert f'data-code="{code}"' in fragment.text
     assert error_of(client.post("/v1/download/not-a-token")) == (405, "method_not_allowed")
+
+
+def test_a_hot_route_whose_response_fails_before_its_head_answers_500_json(
+    app_server, settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Outside the stack no Starlette error middleware catches what a response raises:
+    `Gateway` answers it as the app's handler would (JSON 500, logged, counted)."""
+    server = app_server(settings)
+    route = next(r for r in server.app.routes if getattr(r, "name", "") == "download")
+
+    class Broken(Response):
+        async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+            raise RuntimeError("a bug in a response")
+
+    async def endpoint(request: Any) -> Response:
+        return Broken()
+
+    monkeypatch.setattr(route, "endpoint", endpoint)
+    response = httpx.get(f"{server.base_url}/v1/download/any", timeout=30)
+    assert error_of(response) == (500, "internal_error")
+    assert "a bug" not in response.text
+    labels = {"route": "download", "method": "GET", "status": "500"}
+    registry = server.core.metrics.registry
+    assert registry.get_sample_value("http_requests_total", labels) == 1
 
 
 def test_a_hot_route_name_that_matches_no_route_stops_the_app_from_being_built(

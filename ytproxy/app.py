@@ -29,7 +29,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Match, Mount, Route
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -63,7 +63,7 @@ from .web import STATIC_DIR, Templates, error_response
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
+def create_app(settings: Settings | None = None) -> Gateway:
     if settings is None:
         settings = Settings.from_env(load_environment())
     signer = Signer(settings.secret_key)
@@ -79,10 +79,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
     hot = [r for r in routes if _name_of(r) in HOT_ROUTES]
     if missing := HOT_ROUTES - {_name_of(r) for r in hot}:  # a renamed route: say so
         raise RuntimeError(f"HOT_ROUTES names routes that do not exist: {sorted(missing)}")
-    return Starlette(
+    return Gateway(
+        direct=DirectRoutes(hot, allowed_hosts=hosts, access=access),
         routes=routes,
         middleware=[
-            Middleware(DirectRoutes, routes=hot, allowed_hosts=hosts, access=access),
             Middleware(HttpMetrics),
             Middleware(HostGuard, allowed=hosts),
             Middleware(CrossSiteGuard, public_base_url=settings.public_base_url),
@@ -98,7 +98,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
 
 # The routes every byte of a download or a live stream goes through, served by
-# `DirectRoutes` below Starlette's router (they stay in the router too, for `url_for`).
+# `Gateway` before its middleware stack (they stay in the router too, for `url_for`).
 HOT_ROUTES = frozenset(
     {
         "download",
@@ -250,29 +250,45 @@ async def _handle_unexpected(request: Request, exc: Exception) -> Response:
     return error_response(request, YtproxyError("Internal error; it has been logged"))
 
 
-class DirectRoutes:
-    """Serves a few hot routes without the middleware stack and Starlette's router.
+class Gateway(Starlette):
+    """The app: Starlette, with the hot routes served before its middleware stack.
 
     A download or a live segment is small work (a signed token, a cache lookup, one
-    upstream request), so the layers around it showed in a profile: four middleware
-    each calling the next, `send` wrapped at each layer, matching ~50 route patterns,
-    the exception middleware. This middleware, outermost, takes a GET or HEAD for one of
-    `routes` that the guards would let through anyway (an allowed Host, the access
-    token when one is set; the cross-site check is for other methods), counts it as
-    `HttpMetrics` does, calls the endpoint itself and answers its errors as the app's
-    exception handlers would. Every other request, and any the guards would answer
-    (a wrong Host, a missing token), goes through the stack and the router as before.
+    upstream request), so the layers around it showed in a profile: Starlette's own
+    entry and its error middleware, four middleware each calling the next, `send`
+    wrapped at each layer, matching ~50 route patterns, the exception middleware. So a
+    GET or HEAD for one of the hot routes (`DirectRoutes`) that the guards would let
+    through anyway (an allowed Host, the access token when one is set; the cross-site
+    check is for other methods) is served here, counted as `HttpMetrics` counts, its
+    errors answered as the app's exception handlers would. Every other request, and any
+    the guards would answer (a wrong Host, a missing token), takes the stack and the
+    router as before.
     """
+
+    def __init__(self, *, direct: DirectRoutes, **options: Any) -> None:
+        super().__init__(**options)
+        self.direct = direct
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            found = self.direct.find(scope)
+            if found is not None:
+                scope["app"] = self
+                await self.direct.serve(found, scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+
+class DirectRoutes:
+    """The hot routes `Gateway` serves itself (see its docstring)."""
 
     def __init__(
         self,
-        app: ASGIApp,
-        *,
         routes: list[BaseRoute],
+        *,
         allowed_hosts: frozenset[str] | None,
         access: AccessCheck,
     ) -> None:
-        self.app = app
         # Each route with the static start of its path, checked before its pattern (a
         # request under a root_path does not start with it and goes to the router).
         self.routes = [
@@ -280,33 +296,63 @@ class DirectRoutes:
         ]
         self.allowed_hosts = allowed_hosts
         self.access = access
-        self._metered = HttpMetrics(self._serve)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] in _DIRECT_METHODS:
-            path: str = scope["path"]
-            for prefix, route in self.routes:
-                if not path.startswith(prefix):
-                    continue
-                match, child = route.matches(scope)
-                if match is Match.FULL and self._admitted(scope):
-                    scope.update(child)
-                    scope["route"] = route  # as the router sets it: metrics name it
-                    await self._metered(scope, receive, send)
-                    return
-        await self.app(scope, receive, send)
-
-    def _admitted(self, scope: Scope) -> bool:
-        return host_admitted(scope, self.allowed_hosts) and self.access.admits(scope)
+    def find(self, scope: Scope) -> Route | None:
+        """The hot route serving this request, its path parameters set in `scope`; None
+        for a request the stack must see (another route or method, a guard's answer)."""
+        if scope["method"] not in _DIRECT_METHODS:
+            return None
+        path: str = scope["path"]
+        for prefix, route in self.routes:
+            if not path.startswith(prefix):
+                continue
+            matched = route.path_regex.match(path)
+            if matched is None:
+                continue
+            if not (host_admitted(scope, self.allowed_hosts) and self.access.admits(scope)):
+                return None
+            convertors = route.param_convertors
+            scope["path_params"] = {
+                name: convertors[name].convert(value) for name, value in matched.groupdict().items()
+            }
+            scope["endpoint"] = route.endpoint
+            scope["route"] = route  # as the router sets it: metrics name it
+            return route
+        return None
 
     @staticmethod
-    async def _serve(scope: Scope, receive: Receive, send: Send) -> None:
+    async def serve(route: Route, scope: Scope, receive: Receive, send: Send) -> None:
+        """Call the endpoint and its response, counted as `HttpMetrics` counts (one
+        `send` wrapper, not one per layer); an error is answered as the app's handlers
+        would, or, after the response began, ends the connection (uvicorn closes it)."""
+        metrics = _metrics_of(scope)
+        name, started, status = route.name, time.monotonic(), None
+
+        async def counted(message: Message) -> None:
+            nonlocal status
+            if status is None and message["type"] == "http.response.start":
+                status = message["status"]
+                if metrics is not None:
+                    elapsed = time.monotonic() - started
+                    metrics.http_duration.labels(name).observe(elapsed)
+            await send(message)
+
         request = Request(scope, receive, send)
         try:
-            response: Response = await scope["route"].endpoint(request)
-        except Exception as exc:  # answered as the app's handlers would
-            response = await _handle_any(request, exc)
-        await response(scope, receive, send)
+            try:
+                response: Response = await route.endpoint(request)
+            except Exception as exc:  # answered as the app's handlers would
+                response = await _handle_any(request, exc)
+            try:
+                await response(scope, receive, counted)
+            except Exception as exc:
+                if status is not None:
+                    raise
+                await (await _handle_unexpected(request, exc))(scope, receive, counted)
+        finally:
+            if metrics is not None:
+                counted_as = str(CLIENT_LEFT if status is None else status)
+                metrics.http_requests.labels(name, scope["method"], counted_as).inc()
 
 
 # What `DirectRoutes` serves; other methods take the stack (and get its 405).
