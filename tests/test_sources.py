@@ -71,3 +71,23 @@ async def test_a_record_without_its_stamp_is_still_found(cache: Cache) -> None:
     assert (await sources.load(URL))["title"] == "first"
     await cache.delete(f"sources:{url_key(URL)}:at")  # evicted, or written before stamps
     assert (await sources.load(URL))["title"] == "first"
+
+
+async def test_a_format_is_found_by_its_id_in_the_record_it_came_from(cache: Cache) -> None:
+    sources = Sources(cache, None, Metrics(), 3600)  # type: ignore[arg-type]
+    stored = await sources.store(URL, info("first"))
+    record = await sources.load(URL)
+    fmt = sources.find(record, "39")
+    assert fmt is not None and fmt["url"].startswith("https://r.example/videoplayback?itag=39")
+    assert fmt["fetched_at"] == stored["fetched_at"]  # how old the URL is
+    assert sources.find(record, "40") is None
+    assert sources.find(record, "39") is fmt  # from the record's index, not a new walk
+    # A record with a format id twice: the first wins, as a walk would find it.
+    doubled = {**record, "formats": [*record["formats"], {"format_id": "3", "url": "later"}]}
+    assert sources.find(doubled, "3")["url"] == record["formats"][3]["url"]  # type: ignore[index]
+    # A newer copy of the record has an index of its own.
+    time.sleep(0.001)
+    renewed = await sources.store(URL, info("renewed"))
+    newer = sources.find(await sources.load(URL), "39")
+    assert newer is not None and newer is not fmt
+    assert newer["fetched_at"] == renewed["fetched_at"] > fmt["fetched_at"]

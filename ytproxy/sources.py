@@ -14,8 +14,10 @@ the record is stored with a *stamp* beside it (`sources:<key>:at`, its `fetched_
 and `Sources` keeps the records it decoded last (`_MEMO` of them): a request reads the
 few bytes of the stamp, and the record itself (from Redis, and through `json.loads`)
 only when the stamp says it changed (another instance or an analysis stored a newer
-one) or is missing. Records handed out are shared: callers read them and never change
-them (`find_format` returns a copy of a format).
+one) or is missing. A format is found by its id in an index of the record's formats
+(`Sources.find`, built once per record: a YouTube video has dozens), not by walking
+them. Records and formats handed out are shared: callers read them and never change
+them.
 
 `Sources(cache, extractor, metrics, ttl)` is built once in the lifespan and shared by
 the analyse job (which stores) and the download job (which loads); `source_store(request)`
@@ -112,6 +114,9 @@ class Sources:
         self._ttl = ttl
         # key -> (the record's stamp, the decoded record), most recently used last.
         self._decoded: OrderedDict[str, tuple[float, dict[str, Any]]] = OrderedDict()
+        # id(record) -> (the record, its formats by id), most recently used last; the
+        # record is held, so its id is not reused while its index is here.
+        self._indexes: OrderedDict[int, tuple[dict[str, Any], dict[str, Any]]] = OrderedDict()
 
     async def store(self, url: str, info: dict[str, Any]) -> dict[str, Any]:
         sources = strip_info(info)
@@ -160,15 +165,25 @@ class Sources:
             self._decoded.popitem(last=False)
         return record
 
+    def find(self, sources: dict[str, Any], format_id: str) -> dict[str, Any] | None:
+        """The format `format_id` of `sources` (a record this store handed out), with the
+        `fetched_at` of the copy it came from; from an index of the record's formats
+        built at its first use."""
+        entry = self._indexes.get(id(sources))
+        if entry is None or entry[0] is not sources:
+            fetched_at = sources.get("fetched_at", 0)
+            index = {
+                str(fmt.get("format_id")): {**fmt, "fetched_at": fetched_at}
+                for fmt in reversed(sources.get("formats", []))  # the first of an id wins
+            }
+            entry = self._indexes[id(sources)] = (sources, index)
+            if len(self._indexes) > _MEMO:
+                self._indexes.popitem(last=False)
+        else:
+            self._indexes.move_to_end(id(sources))
+        return entry[1].get(format_id)
+
 
 def source_store(conn: HTTPConnection) -> Sources:
     found: Sources = conn.scope["state"]["sources"]
     return found
-
-
-def find_format(sources: dict[str, Any], format_id: str) -> dict[str, Any] | None:
-    """The format's source record, with the `fetched_at` of the copy it came from."""
-    for fmt in sources.get("formats", []):
-        if fmt.get("format_id") == format_id:
-            return {**fmt, "fetched_at": sources.get("fetched_at", 0)}
-    return None

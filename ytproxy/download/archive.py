@@ -54,7 +54,7 @@ from ..analyse.runner import task_runner
 from ..analyse.tasks import result_key
 from ..core import Core, core
 from ..errors import BadRequest, NotFound, YtproxyError
-from ..sources import Sources, find_format, source_store, url_key
+from ..sources import Sources, source_store, url_key
 from ..urlguard import check_url
 from .endpoints import merge_body, single_body
 from .headers import Naming, content_disposition, safe_filename
@@ -260,7 +260,7 @@ class ZipArchive:
         format_ids, ext = _choose(cached["recommended"], svc.settings.zip_allow_merge)
         formats = []
         for format_id in format_ids:
-            fmt = find_format(sources, format_id)
+            fmt = self._sources.find(sources, format_id)
             if fmt is None:
                 raise NotFound(f"The video has no format {format_id!r}", code="format_not_found")
             formats.append(fmt)

@@ -24,7 +24,7 @@ from starlette.responses import JSONResponse, Response
 from ..core import Core, core
 from ..errors import Forbidden, NotFound, ServiceUnavailable, YtproxyError
 from ..settings import Settings
-from ..sources import Sources, find_format, source_store
+from ..sources import Sources, source_store
 from ..web import scope_header
 from .fragments import DASH_PROTOCOLS, HLS_PROTOCOLS, FragmentRelay, unsupported
 from .headers import ByteRange, Naming, parse_range
@@ -39,25 +39,26 @@ _FILE_PROTOCOLS = frozenset({"http", "https"})
 
 
 async def download(request: Request) -> Response:
+    scope = request.scope
     svc, sources_of, registry = core(request), source_store(request), transfers(request)
-    link = read_link(svc.signer, request.path_params["token"])
+    link = read_link(svc.signer, scope["path_params"]["token"])
     source_url = str(link.get("u") or "")
     format_ids = [str(f) for f in link.get("f") or []]
     if not source_url or not 1 <= len(format_ids) <= 2:
         raise Forbidden("This link is not valid", code="invalid_token")
-    head_only = request.method == "HEAD"
-    client = request.client.host if request.client else "unknown"
+    head_only = scope["method"] == "HEAD"
+    client = scope["client"][0] if scope.get("client") else "unknown"
     if not head_only:
         # Checked again when the transfer registers; this spares a needless extraction.
         registry.admit(client)
     sources = await sources_of.load(source_url)
-    formats = [_find(sources, format_id) for format_id in format_ids]
+    formats = [_find(sources_of, sources, format_id) for format_id in format_ids]
     title = str(link.get("t") or sources.get("title") or "video")
     wanted = str(link.get("x") or "")
     if len(formats) == 1:
         fmt = formats[0]
         naming = Naming(title, wanted or str(fmt.get("ext") or "mp4"), _audio_only(fmt))
-        byte_range = parse_range(scope_header(request.scope, b"range"))
+        byte_range = parse_range(scope_header(scope, b"range"))
         mode = mode_of(fmt)
 
         def one_format(transfer: Transfer) -> Body:
@@ -78,7 +79,7 @@ async def download_part(request: Request) -> Response:
     if parent is None:
         raise NotFound("The merge this input belongs to has ended", code="transfer_not_found")
     source_url, format_id = str(part.get("u")), str(part.get("f"))
-    fmt = _find(await sources_of.load(source_url), format_id)
+    fmt = _find(sources_of, await sources_of.load(source_url), format_id)
     mode_of(fmt)
     naming = Naming(parent.title, str(fmt.get("ext") or "bin"), _audio_only(fmt))
     byte_range = parse_range(scope_header(request.scope, b"range"))
@@ -99,8 +100,8 @@ async def transfers_api(request: Request) -> Response:
     return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
 
-def _find(sources: dict[str, Any], format_id: str) -> dict[str, Any]:
-    fmt = find_format(sources, format_id)
+def _find(store: Sources, sources: dict[str, Any], format_id: str) -> dict[str, Any]:
+    fmt = store.find(sources, format_id)
     if fmt is None:
         raise NotFound(f"The video has no format {format_id!r}", code="format_not_found")
     return fmt

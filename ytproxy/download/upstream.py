@@ -30,7 +30,6 @@ import aiohttp
 from ..backoff import backoff
 from ..errors import NotFound, UpstreamError
 from ..pieces import RequestHeaders
-from ..sources import find_format
 from ..upstream import PieceResponse, expired
 
 if TYPE_CHECKING:
@@ -84,11 +83,10 @@ class Upstream:
     @fmt.setter
     def fmt(self, fmt: dict[str, Any]) -> None:
         self._fmt = fmt
-        headers = {str(k): str(v) for k, v in (fmt.get("http_headers") or {}).items()}
-        # The app's session decompresses by default; media must arrive byte-exact.
-        headers["Accept-Encoding"] = "identity"
-        self._headers = headers
-        self._piece_headers: RequestHeaders | None = None  # encoded at the first piece
+        # Its request headers, prepared when first sent (once per format for the piece
+        # client: `_piece_headers` is cached across downloads).
+        self._headers: dict[str, str] | None = None
+        self._piece_headers: RequestHeaders | None = None
 
     @property
     def format_id(self) -> str:
@@ -115,14 +113,20 @@ class Upstream:
         (no `GLOBAL_PROXY`), else the session. Either fails a head or body read that has
         waited 30 s (the client's stall timeout, the session's read timeout). The caller
         must release the response."""
-        if self._pieces is None:
+        pieces = self._pieces
+        if pieces is None:
             return await self.get(byte_range=byte_range)
-        if self._piece_headers is None:
-            try:
-                self._piece_headers = _encoded(tuple(self._headers.items()))
-            except ValueError:  # a line break in a header yt-dlp gave
-                raise UpstreamError("This format's request headers cannot be sent") from None
-        return await self._counted(self._pieces.get(self.url, self._piece_headers, byte_range))
+        headers = self._piece_headers
+        if headers is None:
+            headers = self._piece_headers = _piece_headers(self.fmt.get("http_headers"))
+        # `_counted`, written out: this runs for every piece of every download.
+        try:
+            response = await pieces.get(self.url, headers, byte_range)
+        except NETWORK_ERRORS:
+            self._count("error")
+            raise
+        self._count(str(response.status))
+        return response
 
     async def _counted(self, sending: Awaitable[R]) -> R:
         """The response `sending` gives, counted by its status (or as an error)."""
@@ -135,10 +139,13 @@ class Upstream:
         return response
 
     def _with_range(self, byte_range: tuple[int, int | None] | None) -> dict[str, str]:
+        headers = self._headers
+        if headers is None:
+            headers = self._headers = _request_headers(self.fmt.get("http_headers"))
         if byte_range is None:
-            return dict(self._headers)
+            return dict(headers)
         first, last = byte_range
-        return {**self._headers, "Range": f"bytes={first}-{'' if last is None else last}"}
+        return {**headers, "Range": f"bytes={first}-{'' if last is None else last}"}
 
     async def renew(self) -> None:
         """Re-extract the video and take this format's fresh URL."""
@@ -151,7 +158,7 @@ class Upstream:
         self.fmt = self._locate(sources)
 
     def _format_in(self, sources: dict[str, Any]) -> dict[str, Any]:
-        fmt = find_format(sources, self.format_id)
+        fmt = self._sources.find(sources, self.format_id)
         if fmt is None:
             raise NotFound(
                 "This format is no longer offered for the video", code="format_not_found"
@@ -165,9 +172,29 @@ class Upstream:
         self._metrics.upstream_requests.labels("download", status).inc()
 
 
-@functools.lru_cache(maxsize=64)  # a format's headers, the same for each of its downloads
-def _encoded(headers: tuple[tuple[str, str], ...]) -> RequestHeaders:
-    return RequestHeaders(dict(headers))
+def _request_headers(given: Any) -> dict[str, str]:
+    """The headers yt-dlp gave a format, as sent: with `Accept-Encoding: identity`, as
+    the app's session decompresses by default and media must arrive byte-exact."""
+    headers = {str(k): str(v) for k, v in (given or {}).items()}
+    headers["Accept-Encoding"] = "identity"
+    return headers
+
+
+def _piece_headers(given: Any) -> RequestHeaders:
+    """`_request_headers`, checked and encoded for the piece client; the same for each
+    download of a format, so cached by their items."""
+    try:
+        return _encoded(tuple((given or {}).items()))
+    except TypeError:  # a value that cannot be a cache key: encoded for this download
+        return _encoded.__wrapped__(tuple((given or {}).items()))
+
+
+@functools.lru_cache(maxsize=64)
+def _encoded(items: tuple[tuple[Any, Any], ...]) -> RequestHeaders:
+    try:
+        return RequestHeaders(_request_headers(dict(items)))
+    except ValueError:  # a line break in a header yt-dlp gave
+        raise UpstreamError("This format's request headers cannot be sent") from None
 
 
 class Attempts:
