@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Protocol
@@ -113,16 +114,8 @@ class DownloadResponse(Response):
     @staticmethod
     async def _pump(body: Body, transfer: Transfer, send: Send, head_only: bool) -> None:
         head = await body.open()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": head.status,
-                "headers": [
-                    (k.lower().encode("latin-1"), v.encode("latin-1"))
-                    for k, v in head.headers.items()
-                ],
-            }
-        )
+        headers = [_encoded(name, value) for name, value in head.headers.items()]
+        await send({"type": "http.response.start", "status": head.status, "headers": headers})
         length = _length(head)
         transfer.start(length)
         if head_only:
@@ -141,6 +134,11 @@ class DownloadResponse(Response):
         if not done:
             await send({"type": "http.response.body", "body": b""})
         transfer.outcome = "completed"
+
+
+@functools.lru_cache(maxsize=1024)  # a few names, and values that repeat per file
+def _encoded(name: str, value: str) -> tuple[bytes, bytes]:
+    return name.lower().encode("latin-1"), value.encode("latin-1")
 
 
 def _length(head: Head) -> int | None:

@@ -143,6 +143,7 @@ class Transfers:
         # Running downloads (a merge's inputs not included), kept as they come and go:
         # `admit` runs on every request and must not walk every transfer.
         self._running: Counter[str] = Counter()
+        self._total = 0  # their sum (`Counter.total()` walks every client)
         # Live children (a merge's inputs) per parent, so ending a transfer without
         # any does not walk every transfer.
         self._children: Counter[str] = Counter()
@@ -153,6 +154,7 @@ class Transfers:
         # before a restart from naming a transfer begun after it.
         self._prefix = secrets.token_hex(4)
         self._serial = itertools.count(1)
+        self._relayed = metrics.relayed_bytes.labels("download")
         # Read when scraped, rather than counted up and down by every download.
         metrics.active_downloads.set_function(self.count)
 
@@ -201,6 +203,7 @@ class Transfers:
             self._children[parent] += 1
         else:
             self._running[client] += 1
+            self._total += 1
             if self._watchdog is None:
                 self._watchdog = asyncio.create_task(self._watch(), name="transfers-watchdog")
         return transfer
@@ -221,14 +224,14 @@ class Transfers:
 
     def count(self, client: str | None = None) -> int:
         """Downloads running (a merge's inputs not included), all or from one client."""
-        return self._running.total() if client is None else self._running[client]
+        return self._total if client is None else self._running[client]
 
     def listing(self) -> list[dict[str, Any]]:
         top = [t for t in self._active.values() if t.parent is None]
         return [t.as_dict() for t in sorted(top, key=lambda t: t.started_at)]
 
     def count_bytes(self, n: int) -> None:
-        self._metrics.relayed_bytes.labels("download").inc(n)
+        self._relayed.inc(n)
 
     def remove(self, transfer: Transfer) -> None:
         if self._active.pop(transfer.id, None) is None:
@@ -242,6 +245,7 @@ class Transfers:
                 parent.problems += 1
             return
         self._running[transfer.client] -= 1
+        self._total -= 1
         if self._running[transfer.client] <= 0:
             del self._running[transfer.client]
         metrics = self._metrics
