@@ -108,6 +108,7 @@ class Response:
         self._complete = False
         self._error: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
+        self._finished = False
 
     @property
     def content(self) -> Response:
@@ -148,10 +149,15 @@ class Response:
 
     def release(self) -> None:
         """Give the connection back to the pool (only a body read to its end can be)."""
-        self._connection.finished(self, reuse=self.at_eof())
+        self._finish(reuse=self.at_eof())
 
     def close(self) -> None:
-        self._connection.finished(self, reuse=False)
+        self._finish(reuse=False)
+
+    def _finish(self, *, reuse: bool) -> None:
+        if not self._finished:  # released or closed once: later calls do nothing
+            self._finished = True
+            self._connection.finished(reuse=reuse)
 
     def _feed(self, block: bytes) -> None:
         self._blocks.append(block)
@@ -216,9 +222,9 @@ class Connection(asyncio.Protocol):
     def usable(self) -> bool:
         return self.reusable and not self._lost
 
-    def finished(self, response: Response, *, reuse: bool) -> None:
-        if response is not self._response:
-            return  # released twice
+    def finished(self, *, reuse: bool) -> None:
+        """Its response is released or closed (once: `Response._finish`); it is always
+        the latest, as a connection serves another request only once this is called."""
         self._response = None
         self._pool.forget(self)
         if reuse and self.reusable and not self._lost:
@@ -299,6 +305,9 @@ class Connection(asyncio.Protocol):
             response.set_exception(
                 aiohttp.ClientPayloadError(f"Response payload is not completed: {exc!r}")
             )
+        # Both told; dropped, with the parser (which holds this connection), so that a
+        # closed connection is not a reference cycle left for the garbage collector.
+        self._head = self._response = self._parser = None
 
     def pause_writing(self) -> None:  # a request is one small write
         pass

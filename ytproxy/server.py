@@ -46,6 +46,7 @@ before the first request, and a deadline for that would belong here.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 from collections.abc import Callable
@@ -110,8 +111,7 @@ class HeadLimitProtocol(HttpToolsProtocol):
         self._linger: asyncio.TimerHandle | None = None
         self._read_size = 0  # bytes of the socket read being parsed
         self._behind = False  # the head began behind another request in a read
-        self._lost = False
-        self._on_lost: set[Callable[[], None]] = set()
+        self._loss = _LossWatch(asyncio.get_running_loop())
         super().connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
@@ -167,16 +167,8 @@ class HeadLimitProtocol(HttpToolsProtocol):
                 self._refused = True
                 return
         extensions: dict[str, Any] = self.scope.setdefault("extensions", {})
-        extensions[DISCONNECT_EXTENSION] = self._when_lost
+        extensions[DISCONNECT_EXTENSION] = self._loss.when_lost
         super().on_headers_complete()
-
-    def _when_lost(self, callback: Callable[[], None]) -> Callable[[], None]:
-        """Call `callback` when the connection is lost (soon, if it already is)."""
-        if self._lost:
-            self.loop.call_soon(callback)
-        else:
-            self._on_lost.add(callback)
-        return lambda: self._on_lost.discard(callback)
 
     def on_body(self, body: bytes) -> None:
         if not self._refused:
@@ -192,10 +184,7 @@ class HeadLimitProtocol(HttpToolsProtocol):
         if self._linger is not None:
             self._linger.cancel()
         super().connection_lost(exc)
-        self._lost = True
-        callbacks, self._on_lost = self._on_lost, set()
-        for callback in callbacks:
-            callback()
+        self._loss.lost()
 
     def _answer(self) -> None:
         self._answered = True
@@ -236,3 +225,31 @@ class HeadLimitProtocol(HttpToolsProtocol):
         # and the connection closes when the client closes it or after _LINGER seconds.
         self.transport.write_eof()
         self._linger = self.loop.call_later(_LINGER, self.transport.close)
+
+
+class _LossWatch:
+    """The `ytproxy.disconnect` extension of one connection's requests. An object of its
+    own, not a method of the protocol: the scope holding a method of the protocol that
+    holds the scope would make every connection a reference cycle."""
+
+    __slots__ = ("_callbacks", "_is_lost", "_loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._is_lost = False
+        self._callbacks: set[Callable[[], None]] = set()
+
+    def when_lost(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call `callback` when the connection is lost (soon, if it already is); returns
+        its unregistration."""
+        if self._is_lost:
+            self._loop.call_soon(callback)
+        else:
+            self._callbacks.add(callback)
+        return functools.partial(self._callbacks.discard, callback)
+
+    def lost(self) -> None:
+        self._is_lost = True
+        callbacks, self._callbacks = self._callbacks, set()
+        for callback in callbacks:
+            callback()

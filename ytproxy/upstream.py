@@ -165,8 +165,12 @@ class ClientWatch:
         self._active = False  # from here on the watcher cancels nothing
         if self._watcher is not None:
             self._watcher.cancel()
+            self._watcher = None
         if self._unregister is not None:
+            # Dropped once called: it holds `_client_left`, so kept it would make this
+            # watch a reference cycle, left (with what it holds) for the garbage collector.
             self._unregister()
+            self._unregister = None
         if kind is asyncio.CancelledError and self.left:
             self._task.uncancel()  # the watcher's own cancellation: the client left
             return True

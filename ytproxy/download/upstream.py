@@ -74,7 +74,9 @@ class Upstream:
         self.source_url = source_url
         self.fmt = fmt  # and its request headers (the setter)
         self.renewals = 0
-        self._locate = locate or self._format_in
+        # Not `locate or self._format_in`: a bound method of its own would make every
+        # download's upstream a reference cycle, left for the garbage collector.
+        self._locate = locate
 
     @property
     def fmt(self) -> dict[str, Any]:
@@ -155,7 +157,7 @@ class Upstream:
         log.info("format %s: upstream URL refused, re-extracting the source", self.format_id)
         refused_copy = float(self.fmt.get("fetched_at") or 0)
         sources = await self._sources.load(self.source_url, newer_than=refused_copy)
-        self.fmt = self._locate(sources)
+        self.fmt = self._locate(sources) if self._locate else self._format_in(sources)
 
     def _format_in(self, sources: dict[str, Any]) -> dict[str, Any]:
         fmt = self._sources.find(sources, self.format_id)
