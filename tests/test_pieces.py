@@ -216,6 +216,25 @@ async def test_a_body_cut_short_gives_what_arrived_then_a_payload_error() -> Non
         assert pieces_client.idle() == 0 and pieces_client.busy() == 0
 
 
+async def test_a_response_released_twice_or_after_its_connection_was_lost_is_let_go_once() -> None:
+    whole = answer(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nab", close=False)
+    async with raw_server(whole) as base, client() as pieces_client:
+        response = await pieces_client.get(base + "/", HEADERS)
+        assert await response.read(10) == b"ab" and await response.read(10) == b""
+        response.release()
+        response.release()  # a second time: the connection is not pooled twice
+        response.close()  # nor closed under the next request
+        assert pieces_client.idle() == 1 and pieces_client.busy() == 0
+    dropped = answer(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nab", close=True)
+    async with raw_server(dropped) as base, client() as pieces_client:
+        response = await pieces_client.get(base + "/", HEADERS)
+        assert await response.read(10) == b"ab"
+        with pytest.raises(aiohttp.ClientPayloadError):  # the connection is lost by now
+            await response.read(10)
+        response.release()
+        assert pieces_client.idle() == 0 and pieces_client.busy() == 0
+
+
 async def test_a_head_or_body_that_never_comes_fails_after_the_stall_timeout() -> None:
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         head = await reader.readuntil(b"\r\n\r\n")
