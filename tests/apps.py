@@ -13,6 +13,7 @@ factory that starts an app from settings and stops it after the test.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import socket
 import subprocess
@@ -180,3 +181,31 @@ def app_server() -> Iterator[Callable[..., AppServer]]:
     yield start
     for server in reversed(started):
         server.stop()
+
+
+def cycles_left_by_the_app(run: Callable[[], None]) -> list[str]:
+    """The types of the gateway's objects that `run` left in reference cycles (found by
+    the garbage collector, saved and looked at): objects of ytproxy or uvicorn types,
+    and tasks running their code. The test's clients and the origin make cycles of
+    their own, which are not the gateway's. Call `run` once before, for what is made
+    once (extractions, pools, caches)."""
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        run()
+        gc.collect()
+        found = [thing for thing in gc.garbage if _made_by_the_app(thing)]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+    return sorted({type(thing).__qualname__ for thing in found})
+
+
+def _made_by_the_app(thing: object) -> bool:
+    if isinstance(thing, asyncio.Task):
+        code = getattr(thing.get_coro(), "cr_code", None)
+        return code is not None and (
+            "/ytproxy/" in code.co_filename or "uvicorn" in code.co_filename
+        )
+    module = type(thing).__module__ or ""
+    return module.startswith(("ytproxy", "uvicorn"))

@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from tests.apps import AppServer
+from tests.apps import AppServer, cycles_left_by_the_app
 from tests.origin import Origin
 from ytproxy.download.links import download_path
 from ytproxy.settings import Settings
@@ -202,25 +202,4 @@ def test_downloads_leave_no_reference_cycles_for_the_garbage_collector(
         settle(gateway)
 
     downloads()  # warm-up: the extraction, pools, caches made once
-    gc.collect()
-    gc.set_debug(gc.DEBUG_SAVEALL)
-    try:
-        downloads()
-        gc.collect()
-        found = [o for o in gc.garbage if _made_by_the_app(o)]
-    finally:
-        gc.set_debug(0)
-        gc.garbage.clear()
-    assert found == [], sorted({type(o).__qualname__ for o in found})
-
-
-def _made_by_the_app(thing: object) -> bool:
-    """An object of a ytproxy or uvicorn type, or a task running their code (the test's
-    clients and the origin make cycles of their own, which are not the gateway's)."""
-    if isinstance(thing, asyncio.Task):
-        code = getattr(thing.get_coro(), "cr_code", None)
-        return code is not None and (
-            "/ytproxy/" in code.co_filename or "uvicorn" in code.co_filename
-        )
-    module = type(thing).__module__ or ""
-    return module.startswith(("ytproxy", "uvicorn"))
+    assert cycles_left_by_the_app(downloads) == []

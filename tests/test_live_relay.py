@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.apps import AppServer
+from tests.apps import AppServer, cycles_left_by_the_app
 from tests.origin import Origin
 from ytproxy.app import create_app
 from ytproxy.live.channels import ChannelsError
@@ -95,6 +95,24 @@ def assert_no_origin(response: httpx.Response, origin: Origin) -> None:
 
 def segment_files(origin: Origin) -> set[bytes]:
     return {p.read_bytes() for v in origin.media.hls_variants for p in v.segments}
+
+
+def test_playlists_and_segments_leave_no_reference_cycles(
+    live_app: Callable[..., AppServer], origin: Origin
+) -> None:
+    """As for downloads (`test_download_cleanup`): what a viewer's requests made is
+    freed with them, over a kept-alive connection and over one per request."""
+    server = live_app("news")
+
+    def watch() -> None:
+        with httpx.Client(timeout=20) as client:
+            for variant in uri_lines(client.get(server.url("/live/news.m3u8")).text):
+                for segment in uri_lines(client.get(variant).text)[-2:]:
+                    assert client.get(segment).status_code == 200
+                    assert httpx.get(segment, timeout=20).status_code == 200
+
+    watch()  # warm-up: the resolution, the cached segments
+    assert cycles_left_by_the_app(watch) == []
 
 
 def test_relayed_segments_are_the_origin_bytes(
