@@ -188,12 +188,14 @@ def test_downloads_leave_no_reference_cycles_for_the_garbage_collector(
     """Everything a download made is freed when its last reference goes, not left in
     cycles: under load, cycles made every collection of the young generation free tens
     of thousands of objects at once (pauses of tens of ms, a p99 of three times the
-    median, in `make bench`). Served whole, in ranges, as HEAD, and given up by the
-    client; the objects the collector would have to find are saved and looked at."""
+    median, in `make bench`). Served whole, in ranges, as HEAD, given up by the client,
+    and merged; the objects the collector would have to find are saved and looked at."""
     single = path_of(gateway, origin.vod_url, ["mp4"])
     url = gateway.url(single)
+    merged = gateway.url(path_of(gateway, origin.dash_url, ["133", "140"]))
 
     def downloads() -> None:
+        assert httpx.get(merged, timeout=60).status_code == 200  # ffmpeg and its two parts
         for _ in range(5):
             assert httpx.get(url, timeout=30).status_code == 200
             assert httpx.get(url, headers={"Range": "bytes=10-99"}, timeout=30).status_code == 206
