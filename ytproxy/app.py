@@ -29,7 +29,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Match, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -306,39 +306,31 @@ class DirectRoutes:
         for prefix, route in self.routes:
             if not path.startswith(prefix):
                 continue
-            matched = route.path_regex.match(path)
-            if matched is None:
-                continue
-            if not (host_admitted(scope, self.allowed_hosts) and self.access.admits(scope)):
-                return None
-            convertors = route.param_convertors
-            scope["path_params"] = {
-                name: convertors[name].convert(value) for name, value in matched.groupdict().items()
-            }
-            scope["endpoint"] = route.endpoint
-            scope["route"] = route  # as the router sets it: metrics name it
-            return route
+            match, child = route.matches(scope)
+            if match is Match.FULL and self._admitted(scope):
+                scope.update(child)
+                scope["route"] = route  # as the router sets it: metrics name it
+                return route
         return None
+
+    def _admitted(self, scope: Scope) -> bool:
+        return host_admitted(scope, self.allowed_hosts) and self.access.admits(scope)
 
     @staticmethod
     async def serve(route: Route, scope: Scope, receive: Receive, send: Send) -> None:
-        """Call the endpoint and its response, counted as `HttpMetrics` counts (one
-        `send` wrapper, not one per layer); an error is answered as the app's handlers
-        would, or, after the response began, ends the connection (uvicorn closes it)."""
-        metrics = _metrics_of(scope)
-        name, started, status = route.name, time.monotonic(), None
+        """Call the endpoint and its response, counted as `HttpMetrics` counts, through
+        one `send` wrapper (not one per layer); an error is answered as the app's
+        handlers would, or, after the response began, ends the connection (uvicorn
+        closes it)."""
+        tally = RequestTally(scope)
 
         async def counted(message: Message) -> None:
-            nonlocal status
-            if status is None and message["type"] == "http.response.start":
-                status = message["status"]
-                if metrics is not None:
-                    elapsed = time.monotonic() - started
-                    metrics.http_duration.labels(name).observe(elapsed)
+            if message["type"] == "http.response.start":
+                tally.started(message["status"])
             await send(message)
 
         request = Request(scope, receive, send)
-        try:
+        with tally:
             try:
                 response: Response = await route.endpoint(request)
             except Exception as exc:  # answered as the app's handlers would
@@ -346,13 +338,9 @@ class DirectRoutes:
             try:
                 await response(scope, receive, counted)
             except Exception as exc:
-                if status is not None:
+                if tally.status is not None:
                     raise
                 await (await _handle_unexpected(request, exc))(scope, receive, counted)
-        finally:
-            if metrics is not None:
-                counted_as = str(CLIENT_LEFT if status is None else status)
-                metrics.http_requests.labels(name, scope["method"], counted_as).inc()
 
 
 # What `DirectRoutes` serves; other methods take the stack (and get its 405).
@@ -375,31 +363,52 @@ class HttpMetrics:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        metrics = _metrics_of(scope) if scope["type"] == "http" else None
-        if metrics is None:
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = time.monotonic()
-        # An error that escapes is answered 500 further out; a request that ends without
-        # a response is one whose client left first (499, as nginx counts it).
-        status: int | None = None
+        tally = RequestTally(scope)
 
         async def send_wrapper(message: Message) -> None:
-            nonlocal status
             if message["type"] == "http.response.start":
-                status = message["status"]
-                elapsed = time.monotonic() - started
-                metrics.http_duration.labels(_route_name(scope)).observe(elapsed)
+                tally.started(message["status"])
             await send(message)
 
-        try:
+        with tally:
             await self.app(scope, receive, send_wrapper)
-            if status is None:
-                status = CLIENT_LEFT
-        finally:
-            route = _route_name(scope)
-            counted = str(500 if status is None else status)
-            metrics.http_requests.labels(route, scope["method"], counted).inc()
+
+
+class RequestTally:
+    """One request in the HTTP metrics (`HttpMetrics`, and `DirectRoutes` for the hot
+    routes): the time to its response's start and its status, by route name. An error
+    that escapes is counted 500 (it is answered further out); a request that ends
+    without a response is one whose client left first (499, as nginx counts it). Counts
+    nothing before start-up (no metrics yet)."""
+
+    __slots__ = ("_metrics", "_scope", "_since", "status")
+
+    def __init__(self, scope: Scope) -> None:
+        self._scope = scope
+        self._metrics = _metrics_of(scope)
+        self._since = time.monotonic()
+        self.status: int | None = None
+
+    def started(self, status: int) -> None:
+        self.status = status
+        if self._metrics is not None:
+            elapsed = time.monotonic() - self._since
+            self._metrics.http_duration.labels(_route_name(self._scope)).observe(elapsed)
+
+    def __enter__(self) -> RequestTally:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if self._metrics is None:
+            return
+        status = self.status
+        if status is None:
+            status = CLIENT_LEFT if kind is None else 500
+        labels = (_route_name(self._scope), self._scope["method"], str(status))
+        self._metrics.http_requests.labels(*labels).inc()
 
 
 def _metrics_of(scope: Scope) -> Metrics | None:
