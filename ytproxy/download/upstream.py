@@ -85,10 +85,11 @@ class Upstream:
     @fmt.setter
     def fmt(self, fmt: dict[str, Any]) -> None:
         self._fmt = fmt
-        # Its request headers, prepared when first sent (once per format for the piece
-        # client: `_piece_headers` is cached across downloads).
-        self._headers: dict[str, str] | None = None
-        self._piece_headers: RequestHeaders | None = None
+        headers = {str(k): str(v) for k, v in (fmt.get("http_headers") or {}).items()}
+        # The app's session decompresses by default; media must arrive byte-exact.
+        headers["Accept-Encoding"] = "identity"
+        self._headers = headers
+        self._piece_headers: RequestHeaders | None = None  # encoded at the first piece
 
     @property
     def format_id(self) -> str:
@@ -115,20 +116,14 @@ class Upstream:
         (no `GLOBAL_PROXY`), else the session. Either fails a head or body read that has
         waited 30 s (the client's stall timeout, the session's read timeout). The caller
         must release the response."""
-        pieces = self._pieces
-        if pieces is None:
+        if self._pieces is None:
             return await self.get(byte_range=byte_range)
-        headers = self._piece_headers
-        if headers is None:
-            headers = self._piece_headers = _piece_headers(self.fmt.get("http_headers"))
-        # `_counted`, written out: this runs for every piece of every download.
-        try:
-            response = await pieces.get(self.url, headers, byte_range)
-        except NETWORK_ERRORS:
-            self._count("error")
-            raise
-        self._count(str(response.status))
-        return response
+        if self._piece_headers is None:
+            try:
+                self._piece_headers = _encoded(tuple(self._headers.items()))
+            except ValueError:  # a line break in a header yt-dlp gave
+                raise UpstreamError("This format's request headers cannot be sent") from None
+        return await self._counted(self._pieces.get(self.url, self._piece_headers, byte_range))
 
     async def _counted(self, sending: Awaitable[R]) -> R:
         """The response `sending` gives, counted by its status (or as an error)."""
@@ -141,13 +136,10 @@ class Upstream:
         return response
 
     def _with_range(self, byte_range: tuple[int, int | None] | None) -> dict[str, str]:
-        headers = self._headers
-        if headers is None:
-            headers = self._headers = _request_headers(self.fmt.get("http_headers"))
         if byte_range is None:
-            return dict(headers)
+            return dict(self._headers)
         first, last = byte_range
-        return {**headers, "Range": f"bytes={first}-{'' if last is None else last}"}
+        return {**self._headers, "Range": f"bytes={first}-{'' if last is None else last}"}
 
     async def renew(self) -> None:
         """Re-extract the video and take this format's fresh URL."""
@@ -174,29 +166,9 @@ class Upstream:
         self._metrics.upstream_requests.labels("download", status).inc()
 
 
-def _request_headers(given: Any) -> dict[str, str]:
-    """The headers yt-dlp gave a format, as sent: with `Accept-Encoding: identity`, as
-    the app's session decompresses by default and media must arrive byte-exact."""
-    headers = {str(k): str(v) for k, v in (given or {}).items()}
-    headers["Accept-Encoding"] = "identity"
-    return headers
-
-
-def _piece_headers(given: Any) -> RequestHeaders:
-    """`_request_headers`, checked and encoded for the piece client; the same for each
-    download of a format, so cached by their items."""
-    try:
-        return _encoded(tuple((given or {}).items()))
-    except TypeError:  # a value that cannot be a cache key: encoded for this download
-        return _encoded.__wrapped__(tuple((given or {}).items()))
-
-
-@functools.lru_cache(maxsize=64)
-def _encoded(items: tuple[tuple[Any, Any], ...]) -> RequestHeaders:
-    try:
-        return RequestHeaders(_request_headers(dict(items)))
-    except ValueError:  # a line break in a header yt-dlp gave
-        raise UpstreamError("This format's request headers cannot be sent") from None
+@functools.lru_cache(maxsize=64)  # a format's headers, the same for each of its downloads
+def _encoded(headers: tuple[tuple[str, str], ...]) -> RequestHeaders:
+    return RequestHeaders(dict(headers))
 
 
 class Attempts:
