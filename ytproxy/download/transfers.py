@@ -37,7 +37,6 @@ import itertools
 import logging
 import secrets
 import time
-from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import HTTPConnection
@@ -55,7 +54,7 @@ _RATE_WINDOW = 1.0
 _CLOSE_TIMEOUT = 5.0
 
 
-@dataclasses.dataclass(eq=False)
+@dataclasses.dataclass(eq=False, slots=True)
 class Transfer:
     id: str
     mode: str
@@ -140,13 +139,14 @@ class Transfers:
         self._settings = settings
         self._metrics = metrics
         self._active: dict[str, Transfer] = {}
-        # Running downloads (a merge's inputs not included), kept as they come and go:
-        # `admit` runs on every request and must not walk every transfer.
-        self._running: Counter[str] = Counter()
-        self._total = 0  # their sum (`Counter.total()` walks every client)
+        # Running downloads per client (a merge's inputs not included), kept as they
+        # come and go: `admit` runs on every request and must not walk every transfer.
+        # Plain dicts, not `Counter`s, whose item deletion is a Python method.
+        self._running: dict[str, int] = {}
+        self._total = 0  # their sum
         # Live children (a merge's inputs) per parent, so ending a transfer without
         # any does not walk every transfer.
-        self._children: Counter[str] = Counter()
+        self._children: dict[str, int] = {}
         self._closing = False
         self._watchdog: asyncio.Task[None] | None = None
         # Ids: this registry's random prefix and a serial number. Unique in the process
@@ -200,9 +200,9 @@ class Transfers:
         )
         self._active[transfer.id] = transfer
         if parent is not None:
-            self._children[parent] += 1
+            _add(self._children, parent, 1)
         else:
-            self._running[client] += 1
+            _add(self._running, client, 1)
             self._total += 1
             if self._watchdog is None:
                 self._watchdog = asyncio.create_task(self._watch(), name="transfers-watchdog")
@@ -224,7 +224,7 @@ class Transfers:
 
     def count(self, client: str | None = None) -> int:
         """Downloads running (a merge's inputs not included), all or from one client."""
-        return self._total if client is None else self._running[client]
+        return self._total if client is None else self._running.get(client, 0)
 
     def listing(self) -> list[dict[str, Any]]:
         top = [t for t in self._active.values() if t.parent is None]
@@ -237,17 +237,13 @@ class Transfers:
         if self._active.pop(transfer.id, None) is None:
             return
         if transfer.parent is not None:
-            self._children[transfer.parent] -= 1
-            if self._children[transfer.parent] <= 0:
-                del self._children[transfer.parent]
+            _add(self._children, transfer.parent, -1)
             parent = self._active.get(transfer.parent)
             if parent is not None and transfer.outcome == "failed":
                 parent.problems += 1
             return
-        self._running[transfer.client] -= 1
+        _add(self._running, transfer.client, -1)
         self._total -= 1
-        if self._running[transfer.client] <= 0:
-            del self._running[transfer.client]
         metrics = self._metrics
         metrics.downloads.labels(transfer.mode, transfer.outcome).inc()
         # The merge's inputs must not outlive it: ffmpeg is gone, so are its readers.
@@ -295,6 +291,15 @@ class Transfers:
         if tasks:
             log.info("ending %d active transfers", len(tasks))
             await asyncio.wait(tasks, timeout=_CLOSE_TIMEOUT)
+
+
+def _add(counts: dict[str, int], key: str, n: int) -> None:
+    """Add `n` to `counts[key]`, dropping the key when it reaches zero."""
+    total = counts.get(key, 0) + n
+    if total > 0:
+        counts[key] = total
+    else:
+        counts.pop(key, None)
 
 
 def _shutting_down() -> TooManyRequests:
