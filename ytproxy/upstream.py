@@ -138,8 +138,12 @@ class ClientWatch:
 
     __slots__ = ("_active", "_receive", "_register", "_task", "_unregister", "_watcher", "left")
 
-    def __init__(self, receive: Receive, scope: Scope | None = None) -> None:
+    def __init__(
+        self, receive: Receive, scope: Scope | None = None, task: asyncio.Task[Any] | None = None
+    ) -> None:
+        """`task` is the one running the block (the current one when not given)."""
         self._receive = receive
+        self._task: asyncio.Task[Any] | None = task
         extensions = (scope or {}).get("extensions") or {}
         self._register: Callable[[Callable[[], None]], Callable[[], None]] | None = extensions.get(
             DISCONNECT_EXTENSION
@@ -150,9 +154,9 @@ class ClientWatch:
         self.left = False
 
     async def __aenter__(self) -> ClientWatch:
-        task = asyncio.current_task()
-        assert task is not None
-        self._task = task
+        if self._task is None:
+            self._task = asyncio.current_task()
+            assert self._task is not None
         if self._register is not None:
             self._unregister = self._register(self._client_left)
         else:
@@ -172,6 +176,7 @@ class ClientWatch:
             self._unregister()
             self._unregister = None
         if kind is asyncio.CancelledError and self.left:
+            assert self._task is not None
             self._task.uncancel()  # the watcher's own cancellation: the client left
             return True
         return False
@@ -182,7 +187,7 @@ class ClientWatch:
         self._client_left()
 
     def _client_left(self) -> None:
-        if self._active:
+        if self._active and self._task is not None:
             self.left = True
             self._task.cancel()
 
