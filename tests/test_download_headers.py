@@ -6,6 +6,7 @@ import pytest
 
 from ytproxy.download.headers import (
     ByteRange,
+    Naming,
     ascii_filename,
     content_disposition,
     content_type,
@@ -51,6 +52,10 @@ def test_byte_range_resolves_against_the_size_or_is_416_with_the_size() -> None:
 
 def test_parse_content_range_reads_spans_and_unknown_totals() -> None:
     assert parse_content_range("bytes 0-99/1000") == (0, 99, 1000)
+    # Not the usual form: read by the general parser, as before.
+    assert parse_content_range("bytes 0-99/100x") == (None, None, None)
+    assert parse_content_range("Bytes 0-99/1000") == (0, 99, 1000)
+    assert parse_content_range("bytes\t0-99/1000") == (0, 99, 1000)
     assert parse_content_range("bytes 0-99/*") == (0, 99, None)
     assert parse_content_range("bytes */1000") == (None, None, 1000)
     assert parse_content_range(None) == (None, None, None)
@@ -70,6 +75,19 @@ def test_file_names_lose_path_separators_quotes_and_control_characters() -> None
     assert safe_filename("../..", "mp4") == "video.mp4"
     assert len(safe_filename("x" * 500, "mkv")) == 154
     assert safe_filename("t", "m p/4") == "t.mp4"
+
+
+def test_naming_headers_are_each_callers_own_copy() -> None:
+    naming = Naming("片段", "m4a", audio_only=True)
+    first = naming.headers(accept_ranges="bytes")
+    assert first["Content-Type"] == "audio/mp4"
+    assert first["Content-Disposition"] == content_disposition("片段", "m4a")
+    assert first["Accept-Ranges"] == "bytes"
+    first["Content-Length"] = "10"  # what a relay adds to its own
+    first["Content-Type"] = "changed"
+    again = naming.headers(accept_ranges="bytes")
+    assert "Content-Length" not in again and again["Content-Type"] == "audio/mp4"
+    assert naming.headers("webm", accept_ranges="none")["Content-Type"] == "audio/webm"
 
 
 def test_content_type_follows_the_container_and_audio_only() -> None:

@@ -44,6 +44,7 @@ class Upstream:
         app.router.add_get("/hls/{name}.m3u8", self.playlist)
         app.router.add_get("/seg/{name}", self.segment)
         app.router.add_get("/big", self.big)
+        app.router.add_get("/unsized", self.unsized)
         return app
 
     async def playlist(self, request: web.Request) -> web.Response:
@@ -98,6 +99,16 @@ class Upstream:
             pass
         finally:
             self._big_sending = None
+        return response
+
+    async def unsized(self, request: web.Request) -> web.StreamResponse:
+        """A server that knows no ranges or sizes: 200, the body chunked, in two writes."""
+        self.ranges.append(("unsized", request.headers.get("Range")))
+        response = web.StreamResponse(status=200)
+        await response.prepare(request)
+        for part in (SEGMENTS[2], SEGMENTS[3]):
+            await response.write(part)
+        await response.write_eof()
         return response
 
     def big_held_back(self) -> bool:
@@ -263,3 +274,19 @@ async def test_a_wrong_filesize_from_ytdlp_gives_way_to_the_upstreams_own_size(
     assert whole.headers["content-type"] == "audio/mp4"
     assert tail.status_code == 206 and tail.content == SEGMENTS[1][-100:]
     assert tail.headers["content-range"] == f"bytes 63900-63999/{len(SEGMENTS[1])}"
+
+
+async def test_an_upstream_without_ranges_or_sizes_is_relayed_to_its_end(
+    gateway: AppServer, upstream: Upstream
+) -> None:
+    fmt = {
+        "format_id": "unsized", "url": f"{upstream.base}/unsized", "protocol": "https",
+        "ext": "mp4", "vcodec": "avc1.4d401e", "acodec": "mp4a.40.2",
+    }  # fmt: skip
+    publish(gateway, "https://video.test/unsized", [fmt])
+    async with httpx.AsyncClient(timeout=30) as client:
+        response = await client.get(link(gateway, "https://video.test/unsized", "unsized"))
+    assert response.status_code == 200
+    assert "content-length" not in response.headers  # nobody knew it
+    assert response.content == SEGMENTS[2] + SEGMENTS[3]
+    assert upstream.ranges == [("unsized", f"bytes=0-{10 * 1024 * 1024 - 1}")]  # one request

@@ -108,7 +108,7 @@ class FragmentRelay:
                 await self._open_fragment()
         elif self._up.fmt.get("protocol") in HLS_PROTOCOLS:
             ext = "ts"
-        return Head(200, {**self._naming.headers(ext), "Accept-Ranges": "none"})
+        return Head(200, self._naming.headers(ext, accept_ranges="none"))
 
     async def chunks(self) -> AsyncIterator[bytes]:
         while self._index < len(self._urls):

@@ -20,6 +20,7 @@ import dataclasses
 import functools
 import re
 import unicodedata
+from typing import NamedTuple
 from urllib.parse import quote
 
 from ..errors import RangeNotSatisfiable
@@ -30,6 +31,8 @@ MAX_RANGE_HEADER = 200
 # Characters that break a quoted filename or mean a path on some system.
 _UNSAFE = re.compile(r'[\x00-\x1f\x7f"\\/:*?<>|;]+')
 _SPACES = re.compile(r"\s+")
+# The usual `Content-Range` of a piece. No nested or overlapping repeats: linear time.
+_CONTENT_RANGE = re.compile(r"bytes ([0-9]+)-([0-9]+)/([0-9]+)")
 _MAX_NAME = 150
 
 _TYPES = {
@@ -100,10 +103,17 @@ def parse_range(header: str | None) -> ByteRange | None:
 
 
 def parse_content_range(header: str | None) -> tuple[int | None, int | None, int | None]:
-    """`(first, last, total)` of an upstream `Content-Range`; None for each unknown part."""
+    """`(first, last, total)` of an upstream `Content-Range`; None for each unknown part.
+
+    The form every piece's answer has (`bytes a-b/n`) is read by one match; any other
+    is taken apart by the general parser below."""
     unknown = None, None, None
     if not header or len(header) > MAX_RANGE_HEADER:
         return unknown
+    common = _CONTENT_RANGE.fullmatch(header)
+    if common is not None:
+        first, last, total = common.groups()
+        return int(first), int(last), int(total)
     text = header.lstrip()
     if text[:5].lower() != "bytes" or not text[5:6].isspace():
         return unknown
@@ -167,19 +177,26 @@ def content_type(ext: str, *, audio_only: bool = False) -> str:
     return _TYPES.get(ext, "application/octet-stream")
 
 
-@dataclasses.dataclass(frozen=True)
-class Naming:
-    """What a download is called: its title and container, as response headers."""
+class Naming(NamedTuple):
+    """What a download is called: its title and container, as response headers. (A
+    named tuple: one is made per download, faster than a frozen dataclass.)"""
 
     title: str
     ext: str
     audio_only: bool = False
 
-    def headers(self, ext: str | None = None) -> dict[str, str]:
-        chosen = ext or self.ext
-        return {
-            "Content-Type": content_type(chosen, audio_only=self.audio_only),
-            "Content-Disposition": content_disposition(self.title, chosen),
-            "Cache-Control": "no-store",
-            "X-Content-Type-Options": "nosniff",
-        }
+    def headers(self, ext: str | None = None, *, accept_ranges: str) -> dict[str, str]:
+        """A response's naming headers and its `Accept-Ranges` (a copy of those made
+        for the first download of the file, the caller's to add to)."""
+        return _naming_headers(self.title, ext or self.ext, self.audio_only, accept_ranges).copy()
+
+
+@functools.lru_cache(maxsize=1024)  # made on every request, the same per file
+def _naming_headers(title: str, ext: str, audio_only: bool, accept_ranges: str) -> dict[str, str]:
+    return {
+        "Content-Type": content_type(ext, audio_only=audio_only),
+        "Content-Disposition": content_disposition(title, ext),
+        "Cache-Control": "no-store",
+        "X-Content-Type-Options": "nosniff",
+        "Accept-Ranges": accept_ranges,
+    }

@@ -107,7 +107,7 @@ class MergedStream:
         self._first = b""
 
     async def open(self) -> Head:
-        headers = {**self._naming.headers(self._container), "Accept-Ranges": "none"}
+        headers = self._naming.headers(self._container, accept_ranges="none")
         if self._head_only:
             return Head(200, headers)
         self._process = process = await asyncio.create_subprocess_exec(

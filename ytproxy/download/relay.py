@@ -59,13 +59,13 @@ class RangedRelay:
     ) -> None:
         self._up = upstream
         self._chunk = chunk_size
-        options = upstream.fmt.get("downloader_options") or {}
-        given = options.get("http_chunk_size")
+        fmt = upstream.fmt
+        given = (fmt.get("downloader_options") or {}).get("http_chunk_size")
         self._piece = given if isinstance(given, int) and given > 0 else piece_size
         self._range = byte_range
         self._naming = naming
         self._head_only = head_only
-        filesize = upstream.fmt.get("filesize")
+        filesize = fmt.get("filesize")
         self.size: int | None = filesize if isinstance(filesize, int) and filesize > 0 else None
         self.position = 0
         self._stop: int | None = None
@@ -92,7 +92,7 @@ class RangedRelay:
                 self._drop_response()
                 start = self.position = new_start
             self._stop = stop
-        headers = {**self._naming.headers(), "Accept-Ranges": "bytes"}
+        headers = self._naming.headers(accept_ranges="bytes")
         if stop is not None:
             headers["Content-Length"] = str(stop - start)
         if rng is None:
@@ -112,10 +112,18 @@ class RangedRelay:
         stop = rng.end + 1 if rng is not None and rng.end is not None else None
         return start, stop
 
-    async def chunks(self) -> AsyncIterator[bytes]:
+    def chunks(self) -> AsyncIterator[bytes]:
+        """The body's blocks: this relay is its own iterator (`__anext__`), not an async
+        generator, which asyncio registers and finalises one by one."""
+        return self
+
+    def __aiter__(self) -> RangedRelay:
+        return self
+
+    async def __anext__(self) -> bytes:
         while self._stop is None or self.position < self._stop:
             if self._response is None and not await self._open_piece():
-                return
+                break
             response = self._response
             assert response is not None
             limit = _earliest(self._piece_stop, self._stop)
@@ -125,15 +133,16 @@ class RangedRelay:
                 self.position += len(data)
                 self._attempts.progressed()
                 self._up.progressed()
-                yield data
-            if broken and self._piece_stop is None and not isinstance(broken, Exception):
-                return  # a 200 without Content-Length: EOF is the end of the file
-            if broken:
-                self._drop_response()
-                await self._attempts.failed(f"body ended at byte {self.position}: {broken!r}")
-            elif limit is not None and self.position >= limit:
-                self._drop_response()
-                self._proven = True
+                if limit is not None and self.position >= limit:
+                    self._drop_response()  # the piece is read: its connection goes back now
+                    self._proven = True
+                return data
+            if self._piece_stop is None and not isinstance(broken, Exception):
+                self._stop = self.position  # a 200 without Content-Length: EOF is the end
+                break
+            self._drop_response()
+            await self._attempts.failed(f"body ended at byte {self.position}: {broken!r}")
+        raise StopAsyncIteration
 
     async def aclose(self) -> None:
         self._drop_response()

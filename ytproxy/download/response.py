@@ -25,11 +25,10 @@ yields the body, `aclose()` releases the upstream connection or the ffmpeg proce
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import functools
 import logging
 from collections.abc import AsyncIterator, Callable
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -43,8 +42,9 @@ from .transfers import Transfer
 log = logging.getLogger(__name__)
 
 
-@dataclasses.dataclass
-class Head:
+class Head(NamedTuple):
+    """What a body's `open()` decided: the status and headers to answer with."""
+
     status: int
     headers: dict[str, str]
 
@@ -89,7 +89,7 @@ class DownloadResponse(Response):
         task = transfer.task = asyncio.current_task()
         assert task is not None
         try:
-            async with ClientWatch(receive, scope) as watch:
+            async with ClientWatch(receive, scope, task) as watch:
                 await self._pump(body, transfer, send, head_only)
             if watch.left:
                 transfer.outcome = "aborted"
@@ -114,7 +114,7 @@ class DownloadResponse(Response):
     @staticmethod
     async def _pump(body: Body, transfer: Transfer, send: Send, head_only: bool) -> None:
         head = await body.open()
-        headers = [_encoded(name, value) for name, value in head.headers.items()]
+        headers = list(_encoded(tuple(head.headers.items())))
         await send({"type": "http.response.start", "status": head.status, "headers": headers})
         length = _length(head)
         transfer.start(length)
@@ -136,9 +136,11 @@ class DownloadResponse(Response):
         transfer.outcome = "completed"
 
 
-@functools.lru_cache(maxsize=1024)  # a few names, and values that repeat per file
-def _encoded(name: str, value: str) -> tuple[bytes, bytes]:
-    return name.lower().encode("latin-1"), value.encode("latin-1")
+@functools.lru_cache(maxsize=1024)  # the same for every whole download of a file
+def _encoded(headers: tuple[tuple[str, str], ...]) -> tuple[tuple[bytes, bytes], ...]:
+    return tuple(
+        (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers
+    )
 
 
 def _length(head: Head) -> int | None:
