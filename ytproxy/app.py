@@ -384,21 +384,19 @@ class RequestTally:
     without a response is one whose client left first (499, as nginx counts it). Counts
     nothing before start-up (no metrics yet)."""
 
-    __slots__ = ("_metrics", "_route", "_scope", "_since", "status")
+    __slots__ = ("_metrics", "_scope", "_since", "status")
 
     def __init__(self, scope: Scope) -> None:
         self._scope = scope
         self._metrics = _metrics_of(scope)
         self._since = time.monotonic()
-        self._route: str | None = None  # named at the response start (routed by then)
         self.status: int | None = None
 
     def started(self, status: int) -> None:
         self.status = status
         if self._metrics is not None:
             elapsed = time.monotonic() - self._since
-            self._route = _route_name(self._scope)
-            self._metrics.http_duration.labels(self._route).observe(elapsed)
+            self._metrics.http_duration.labels(_route_name(self._scope)).observe(elapsed)
 
     def __enter__(self) -> RequestTally:
         return self
@@ -409,8 +407,7 @@ class RequestTally:
         status = self.status
         if status is None:
             status = CLIENT_LEFT if kind is None else 500
-        route = self._route or _route_name(self._scope)
-        labels = (route, self._scope["method"], str(status))
+        labels = (_route_name(self._scope), self._scope["method"], str(status))
         self._metrics.http_requests.labels(*labels).inc()
 
 

@@ -85,7 +85,10 @@ class Upstream:
     @fmt.setter
     def fmt(self, fmt: dict[str, Any]) -> None:
         self._fmt = fmt
-        self._headers: dict[str, str] | None = None  # made at the first request
+        headers = {str(k): str(v) for k, v in (fmt.get("http_headers") or {}).items()}
+        # The app's session decompresses by default; media must arrive byte-exact.
+        headers["Accept-Encoding"] = "identity"
+        self._headers = headers
         self._piece_headers: RequestHeaders | None = None  # encoded at the first piece
 
     @property
@@ -117,17 +120,10 @@ class Upstream:
             return await self.get(byte_range=byte_range)
         if self._piece_headers is None:
             try:
-                self._piece_headers = _encoded(tuple((self._fmt.get("http_headers") or {}).items()))
-            except (ValueError, TypeError):  # a line break in a header, a value not text
+                self._piece_headers = _encoded(tuple(self._headers.items()))
+            except ValueError:  # a line break in a header yt-dlp gave
                 raise UpstreamError("This format's request headers cannot be sent") from None
-        # Counted here rather than through `_counted`: one coroutine fewer per piece.
-        try:
-            response = await self._pieces.get(self._fmt["url"], self._piece_headers, byte_range)
-        except NETWORK_ERRORS:
-            self._count("error")
-            raise
-        self._count(str(response.status))
-        return response
+        return await self._counted(self._pieces.get(self.url, self._piece_headers, byte_range))
 
     async def _counted(self, sending: Awaitable[R]) -> R:
         """The response `sending` gives, counted by its status (or as an error)."""
@@ -139,17 +135,11 @@ class Upstream:
         self._count(str(response.status))
         return response
 
-    def _request_headers(self) -> dict[str, str]:
-        """The format's request headers (yt-dlp's `http_headers`), for every request."""
-        if self._headers is None:
-            self._headers = request_headers(self._fmt.get("http_headers") or {})
-        return self._headers
-
     def _with_range(self, byte_range: tuple[int, int | None] | None) -> dict[str, str]:
         if byte_range is None:
-            return dict(self._request_headers())
+            return dict(self._headers)
         first, last = byte_range
-        return {**self._request_headers(), "Range": f"bytes={first}-{'' if last is None else last}"}
+        return {**self._headers, "Range": f"bytes={first}-{'' if last is None else last}"}
 
     async def renew(self) -> None:
         """Re-extract the video and take this format's fresh URL."""
@@ -176,18 +166,9 @@ class Upstream:
         self._metrics.upstream_requests.labels("download", status).inc()
 
 
-def request_headers(given: dict[Any, Any]) -> dict[str, str]:
-    """What a format's request sends: yt-dlp's `http_headers`, and no compression."""
-    headers = {str(k): str(v) for k, v in given.items()}
-    # The app's session decompresses by default; media must arrive byte-exact.
-    headers["Accept-Encoding"] = "identity"
-    return headers
-
-
 @functools.lru_cache(maxsize=64)  # a format's headers, the same for each of its downloads
-def _encoded(given: tuple[tuple[str, str], ...]) -> RequestHeaders:
-    """The piece client's encoding of `request_headers(dict(given))`."""
-    return RequestHeaders(request_headers(dict(given)))
+def _encoded(headers: tuple[tuple[str, str], ...]) -> RequestHeaders:
+    return RequestHeaders(dict(headers))
 
 
 class Attempts:
